@@ -1,0 +1,171 @@
+//! The one error type of the application layer. Every variant has a stable
+//! `code` that survives the network (REST bodies and server functions), and a
+//! message that is safe to show: internal causes are logged once where they
+//! are converted and never sent.
+
+use crate::domain::FieldError;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::JsonEncoding;
+use server_fn::error::{FromServerFnError, ServerFnErrorErr};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum AppError {
+    #[error("Please sign in.")]
+    Unauthenticated,
+    #[error("The e-mail or password is not correct, or the account is not active yet.")]
+    BadCredentials,
+    #[error("You do not have permission to do this.")]
+    Forbidden,
+    #[error("Not found.")]
+    NotFound,
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Too many attempts. Please wait a minute and try again.")]
+    RateLimited,
+    #[error(
+        "The security token of this form is missing or expired. Reload the page and try again."
+    )]
+    Csrf,
+    #[error("You must choose a new password before continuing.")]
+    PasswordChangeRequired,
+    #[error("Something went wrong on the server. The error has been logged.")]
+    Internal,
+    #[error("Could not reach the server: {0}")]
+    Transport(String),
+}
+
+impl AppError {
+    /// A validation error listing every refused field.
+    pub fn invalid(fields: Vec<FieldError>) -> Self {
+        let message = match fields.as_slice() {
+            [one] => format!("{} {}", one.field, one.message),
+            _ => "Some fields need attention.".to_owned(),
+        };
+        AppError::Invalid { message, fields }
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::invalid(vec![FieldError::new(field, message)])
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated => "unauthenticated",
+            AppError::BadCredentials => "bad_credentials",
+            AppError::Forbidden => "forbidden",
+            AppError::NotFound => "not_found",
+            AppError::Invalid { .. } => "invalid",
+            AppError::Conflict(_) => "conflict",
+            AppError::BadRequest(_) => "bad_request",
+            AppError::RateLimited => "rate_limited",
+            AppError::Csrf => "csrf",
+            AppError::PasswordChangeRequired => "password_change_required",
+            AppError::Internal => "internal",
+            AppError::Transport(_) => "transport",
+        }
+    }
+
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            AppError::Unauthenticated | AppError::BadCredentials => S::UNAUTHORIZED,
+            AppError::Forbidden | AppError::Csrf | AppError::PasswordChangeRequired => S::FORBIDDEN,
+            AppError::NotFound => S::NOT_FOUND,
+            AppError::Invalid { .. } => S::UNPROCESSABLE_ENTITY,
+            AppError::Conflict(_) => S::CONFLICT,
+            AppError::BadRequest(_) => S::BAD_REQUEST,
+            AppError::RateLimited => S::TOO_MANY_REQUESTS,
+            AppError::Internal => S::INTERNAL_SERVER_ERROR,
+            AppError::Transport(_) => S::BAD_GATEWAY,
+        }
+    }
+
+    /// The message for one field, for showing it next to that field.
+    pub fn field_message(&self, name: &str) -> Option<String> {
+        match self {
+            AppError::Invalid { fields, .. } => fields
+                .iter()
+                .find(|f| f.field == name)
+                .map(|f| f.message.clone()),
+            _ => None,
+        }
+    }
+
+    /// The `{"error": {...}}` body of REST responses.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut e = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        if let AppError::Invalid { fields, .. } = self {
+            e["fields"] = serde_json::json!(fields);
+        }
+        serde_json::json!({ "error": e })
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        AppError::invalid(vec![e])
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Args(m) | ServerFnErrorErr::Deserialization(m) => {
+                AppError::BadRequest(format!("The request could not be read: {m}"))
+            }
+            ServerFnErrorErr::Request(m) | ServerFnErrorErr::Response(m) => AppError::Transport(m),
+            other => {
+                #[cfg(feature = "ssr")]
+                tracing::error!(error = %other, "server function failed");
+                #[cfg(not(feature = "ssr"))]
+                let _ = other;
+                AppError::Internal
+            }
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use super::AppError;
+
+    impl From<sea_orm::DbErr> for AppError {
+        fn from(e: sea_orm::DbErr) -> Self {
+            tracing::error!(error = %e, "database error");
+            AppError::Internal
+        }
+    }
+
+    impl From<sea_orm::TransactionError<AppError>> for AppError {
+        fn from(e: sea_orm::TransactionError<AppError>) -> Self {
+            match e {
+                sea_orm::TransactionError::Connection(db) => db.into(),
+                sea_orm::TransactionError::Transaction(app) => app,
+            }
+        }
+    }
+
+    impl From<tower_sessions::session::Error> for AppError {
+        fn from(e: tower_sessions::session::Error) -> Self {
+            tracing::error!(error = %e, "session store error");
+            AppError::Internal
+        }
+    }
+
+    /// The one place application errors become HTTP responses.
+    impl axum::response::IntoResponse for AppError {
+        fn into_response(self) -> axum::response::Response {
+            (self.status(), axum::Json(self.to_json())).into_response()
+        }
+    }
+}

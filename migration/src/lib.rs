@@ -1,0 +1,22 @@
+//! Schema migrations. Each migration describes the schema as it was written,
+//! with its own identifiers, and never imports today's entities, so old
+//! migrations keep compiling while the entities move on.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_accounts;
+mod m20261123_000002_cases;
+mod m20261123_000003_audit;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_accounts::Migration),
+            Box::new(m20261123_000002_cases::Migration),
+            Box::new(m20261123_000003_audit::Migration),
+        ]
+    }
+}

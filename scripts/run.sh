@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets everything up and runs MedVision on the embedded defaults (SQLite and
+# local files under ./data). Prints the URL; on first start also a one-time
+# administrator password. Stop with Ctrl-C; run again to continue.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+"$ROOT/scripts/setup.sh"
+log "building MedVision (release)"
+cargo leptos build --release
+export LEPTOS_SITE_ROOT="$ROOT/target/site"
+exec "$CARGO_TARGET_DIR/release/medvision" serve "$@"

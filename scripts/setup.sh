@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what building and testing MedVision needs. Idempotent: each step
+# checks first and does nothing when the tool is already there.
+#   scripts/setup.sh          tools to build and run the app
+#   scripts/setup.sh --test   plus what the tests need (Chromium, Playwright)
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# cargo-leptos 0.3.5 is the newest release that builds on rustc 1.95.
+if [ "$(cargo leptos --version 2>/dev/null | awk '{print $2}')" != "0.3.5" ]; then
+  log "installing cargo-leptos 0.3.5 (about 17 minutes, once)"
+  cargo install cargo-leptos@0.3.5 --locked --features no_downloads
+fi
+
+# wasm-bindgen-cli must be exactly the wasm-bindgen version in Cargo.lock.
+want=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/"/, "", $3); print $3; exit}' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+  log "installing wasm-bindgen-cli $want"
+  cargo install wasm-bindgen-cli --version "$want"
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  if ! command -v cargo-nextest >/dev/null; then
+    log "installing cargo-nextest"
+    cargo install cargo-nextest --locked
+  fi
+  if ! command -v chromium >/dev/null; then
+    log "installing Debian's chromium for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
+  fi
+  if [ ! -d end2end/node_modules/@playwright/test ]; then
+    log "installing Playwright (test runner only; it drives Debian's chromium)"
+    (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error)
+  fi
+fi

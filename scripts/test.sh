@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy (server and wasm sides), the
+# wasm dependency boundary, the browser test, unit and integration tests on
+# SQLite and on PostgreSQL (when one is reachable; CI has one).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+"$ROOT/scripts/setup.sh" --test
+
+SERVER_PKGS=(-p server -p app -p entity -p migration -p imaging -p inference -p evidence -p reporting)
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "clippy, server side (ssr)"
+cargo clippy "${SERVER_PKGS[@]}" --all-targets -- -D warnings
+
+log "clippy, browser side (hydrate, wasm32)"
+cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+log "the wasm build contains no server crate"
+for crate in sea-orm sqlx tokio axum argon2 tower-sessions; do
+  if cargo tree -p frontend --target wasm32-unknown-unknown -e normal -i "$crate" 2>/dev/null | grep -q "^$crate v"; then
+    echo "error: $crate is in the frontend's dependency tree" >&2
+    exit 1
+  fi
+done
+
+# PostgreSQL: the local server when it is installed but stopped (CI has it running).
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if command -v pg_ctlcluster >/dev/null; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+fi
+if command -v psql >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
+  # Databases left by earlier runs of the integration tests.
+  psql -h 127.0.0.1 -U postgres -d test -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'mv\_test\_%'" 2>/dev/null |
+    while read -r db; do psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
+fi
+
+log "browser test (Playwright + Debian's chromium)"
+cargo leptos build
+"$ROOT/end2end/run.sh"
+
+log "doctests"
+cargo test --doc "${SERVER_PKGS[@]}" 2>&1 | tail -n 3
+
+log "unit and integration tests (SQLite and PostgreSQL)"
+cargo nextest run "${SERVER_PKGS[@]}" --no-fail-fast

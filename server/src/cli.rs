@@ -1,0 +1,279 @@
+//! The `medvision` command line: `serve` (default), `migrate`, and operator
+//! commands for organisations, users, tokens and the audit log.
+
+use crate::settings::Settings;
+use anyhow::{bail, Context};
+use app::admin::ssr::{self as admin, Change};
+use app::domain::Role;
+use app::error::AppError;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "medvision",
+    version,
+    about = "MedVision: AI-assisted reading of medical images (decision support, not diagnosis)"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./medvision.toml when present).
+    #[arg(long, global = true, env = "MEDVISION_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the web server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Organisations (tenants).
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// User accounts.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Personal API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgCmd {
+    /// Create an organisation.
+    Add { name: String },
+    /// List organisations.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create an enabled user.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, value_parser = ["admin", "radiologist", "doctor"])]
+        role: String,
+        #[arg(long)]
+        org: String,
+        /// Display name (default: the part of the e-mail before @).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List users (optionally of one organisation).
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Change a user's role.
+    SetRole {
+        email: String,
+        #[arg(value_parser = ["admin", "radiologist", "doctor"])]
+        role: String,
+    },
+    /// Disable a user (their sessions and tokens stop working at once).
+    Disable { email: String },
+    /// Enable (or approve) a user.
+    Enable { email: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Print a new API token for a user.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Recompute the hash chain; exits non-zero and names the first broken row.
+    Verify,
+}
+
+/// Turns an application error into a one-line CLI message.
+fn cli_err(e: AppError) -> anyhow::Error {
+    match e {
+        AppError::Invalid { fields, .. } => anyhow::anyhow!(fields
+            .iter()
+            .map(|f| format!("{} {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; ")),
+        other => anyhow::anyhow!(other.to_string()),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    crate::init_tracing(&settings.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let db = crate::db::connect(&settings).await?;
+            crate::db::migrate(&db).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        other => {
+            let db = crate::db::connect(&settings).await?;
+            crate::db::migrate(&db).await?;
+            admin_command(&db.conn, other).await
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let bootstrap = settings.bootstrap_demo;
+    let app = crate::build(settings).await?;
+    let first_admin = if bootstrap {
+        bootstrap_demo(&app.state.db).await?
+    } else {
+        None
+    };
+    println!("MedVision is running at {}", app.url);
+    if let Some((email, password)) = first_admin {
+        println!();
+        println!("First start: created the organisation \"Demo Hospital\" and its administrator.");
+        println!("  Sign in at  {}/login", app.url);
+        println!("  E-mail      {email}");
+        println!(
+            "  Password    {password}   (one-time: you will choose your own at first sign-in)"
+        );
+        println!();
+    }
+    app.run().await.context("server stopped with an error")
+}
+
+/// On an empty database: a demo organisation and an admin whose random
+/// password must be changed at first sign-in. Never a fixed password.
+async fn bootstrap_demo(
+    db: &sea_orm::DatabaseConnection,
+) -> anyhow::Result<Option<(String, String)>> {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    if entity::user::Entity::find().count(db).await? > 0 {
+        return Ok(None);
+    }
+    let org = match admin::find_org(db, "Demo Hospital").await {
+        Ok(o) => o.name,
+        Err(_) => {
+            admin::add_org(db, "Demo Hospital")
+                .await
+                .map_err(cli_err)?
+                .name
+        }
+    };
+    let email = "admin@demo-hospital.example".to_owned();
+    let password = app::ssr::random_token(15);
+    admin::add_user(
+        db,
+        &email,
+        Some("Demo Administrator"),
+        &password,
+        "admin",
+        &org,
+        true,
+    )
+    .await
+    .map_err(cli_err)?;
+    Ok(Some((email, password)))
+}
+
+async fn admin_command(db: &sea_orm::DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Org(OrgCmd::Add { name }) => {
+            let o = admin::add_org(db, &name).await.map_err(cli_err)?;
+            println!("created organisation {} ({})", o.name, o.id);
+        }
+        Command::Org(OrgCmd::List) => {
+            for o in admin::list_orgs(db).await.map_err(cli_err)? {
+                println!("{}\t{}\t{} users", o.id, o.name, o.users);
+            }
+        }
+        Command::User(UserCmd::Add {
+            email,
+            password,
+            role,
+            org,
+            name,
+        }) => {
+            let u = admin::add_user(db, &email, name.as_deref(), &password, &role, &org, false)
+                .await
+                .map_err(cli_err)?;
+            println!(
+                "created {} {} in {} ({})",
+                u.role,
+                u.email,
+                org.trim(),
+                u.id
+            );
+        }
+        Command::User(UserCmd::List { org }) => {
+            for (org, u) in admin::list_all_users(db, org.as_deref())
+                .await
+                .map_err(cli_err)?
+            {
+                let state = if u.pending {
+                    "pending"
+                } else if u.enabled {
+                    "active"
+                } else {
+                    "disabled"
+                };
+                println!("{}\t{}\t{}\t{}\t{}", u.email, u.role, state, org, u.id);
+            }
+        }
+        Command::User(UserCmd::SetRole { email, role }) => {
+            let role =
+                Role::parse(&role).map_err(|e| anyhow::anyhow!("{} {}", e.field, e.message))?;
+            let u = admin::cli_change_user(db, &email, Change::Role(role))
+                .await
+                .map_err(cli_err)?;
+            println!("{} is now {}", u.email, u.role);
+        }
+        Command::User(UserCmd::Disable { email }) => {
+            let u = admin::cli_change_user(db, &email, Change::Enabled(false))
+                .await
+                .map_err(cli_err)?;
+            println!("{} is disabled", u.email);
+        }
+        Command::User(UserCmd::Enable { email }) => {
+            let u = admin::cli_change_user(db, &email, Change::Approve)
+                .await
+                .map_err(cli_err)?;
+            println!("{} is enabled", u.email);
+        }
+        Command::Token(TokenCmd::Create { email, name }) => {
+            let u = admin::find_user(db, &email).await.map_err(cli_err)?;
+            if !u.enabled {
+                bail!("{} is not enabled", u.email);
+            }
+            let actor = app::auth::ssr::actor_for_user(db, u.id)
+                .await
+                .map_err(cli_err)?
+                .context("user not found")?;
+            let (_, token) = app::auth::ssr::create_token(db, &actor, &name)
+                .await
+                .map_err(cli_err)?;
+            println!("{token}");
+        }
+        Command::Audit(AuditCmd::Verify) => {
+            let r = app::audit::ssr::verify(db).await.map_err(cli_err)?;
+            match r.first_broken {
+                None => println!("audit chain intact: {} rows verified", r.rows),
+                Some(b) => bail!("audit chain broken at row {}: {}", b.seq, b.reason),
+            }
+        }
+        Command::Serve | Command::Migrate => unreachable!("handled in run"),
+    }
+    Ok(())
+}

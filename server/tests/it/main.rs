@@ -1,0 +1,12 @@
+//! Integration tests: the real server on a random port, on a fresh SQLite
+//! database and (when reachable) a fresh PostgreSQL database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod access;
+mod accounts;
+mod audit;
+mod cases;
+mod cli;
+mod helpers;
+mod security;
