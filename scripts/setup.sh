@@ -38,6 +38,6 @@ if [ "${1:-}" = "--test" ]; then
   fi
   if [ ! -d end2end/node_modules/@playwright/test ]; then
     log "installing Playwright (test runner only; it drives Debian's chromium)"
-    (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error)
+    (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi

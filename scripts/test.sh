@@ -38,12 +38,17 @@ if command -v psql >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
     while read -r db; do psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
 fi
 
+log "building the tests and the medvision binary"
+cargo nextest run "${SERVER_PKGS[@]}" --no-run
+
 log "browser test (Playwright + Debian's chromium)"
-cargo leptos build
+# The server binary is the one just built for the integration tests; only
+# the wasm frontend and the stylesheet come from cargo-leptos.
+cargo leptos build --frontend-only
 "$ROOT/end2end/run.sh"
 
 log "doctests"
-cargo test --doc "${SERVER_PKGS[@]}" 2>&1 | tail -n 3
+cargo test --doc "${SERVER_PKGS[@]}"
 
 log "unit and integration tests (SQLite and PostgreSQL)"
 cargo nextest run "${SERVER_PKGS[@]}" --no-fail-fast

@@ -331,7 +331,6 @@ pub mod ssr {
             .is_some())
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn insert_user<C: sea_orm::ConnectionTrait>(
         c: &C,
         org_id: Uuid,

@@ -685,6 +685,7 @@ pub mod ssr {
 
 // ---------------------------------------------------------------- server fns
 
+#[cfg(feature = "ssr")]
 fn parse_id(id: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(id.trim()).map_err(|_| AppError::NotFound)
 }
@@ -713,7 +714,6 @@ pub async fn list_colleagues() -> Result<Vec<MemberDto>, AppError> {
     fail(async { ssr::colleagues(&state()?.db, &require_user()?).await }.await)
 }
 
-#[allow(clippy::too_many_arguments)]
 #[server(prefix = "/sfn", endpoint = "save_case")]
 pub async fn save_case(
     id: Option<String>,

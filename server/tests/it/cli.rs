@@ -188,6 +188,7 @@ fn serve_bootstraps_a_demo_admin_with_a_one_time_password() {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     let all = seen.join("\n");
     assert!(
         all.contains("MedVision is running at http://127.0.0.1:"),

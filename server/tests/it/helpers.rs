@@ -88,16 +88,17 @@ pub struct TestApp {
 }
 
 pub fn settings_for(backend: &Backend, dir: &std::path::Path) -> Settings {
-    let mut s = Settings::default();
-    s.data_dir = dir.join("data");
-    s.addr = "127.0.0.1:0".parse().unwrap();
-    s.site_root = dir.join("site");
-    s.bootstrap_demo = false;
-    s.database_url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres(u) => Some(SecretString::from(u.clone())),
-    };
-    s
+    Settings {
+        data_dir: dir.join("data"),
+        addr: "127.0.0.1:0".parse().unwrap(),
+        site_root: dir.join("site"),
+        bootstrap_demo: false,
+        database_url: match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres(u) => Some(SecretString::from(u.clone())),
+        },
+        ..Default::default()
+    }
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
