@@ -110,35 +110,7 @@ pub mod ssr {
             ));
         }
         let mut am: user::ActiveModel = u.into();
-        let action = match change {
-            Change::Approve => {
-                if !before.pending {
-                    return Err(AppError::Conflict(
-                        "This account is not waiting for approval.".into(),
-                    ));
-                }
-                am.enabled = Set(true);
-                am.approved_at = Set(Some(now()));
-                am.approved_by = Set(Some(actor.user_id));
-                "user.approve"
-            }
-            Change::Role(r) => {
-                am.role = Set(r.as_str().to_owned());
-                "user.set_role"
-            }
-            Change::Enabled(e) => {
-                am.enabled = Set(e);
-                if e {
-                    am.approved_at = Set(Some(now()));
-                    am.approved_by = Set(Some(actor.user_id));
-                }
-                if e {
-                    "user.enable"
-                } else {
-                    "user.disable"
-                }
-            }
-        };
+        let action = apply(&mut am, &before, change, Some(actor.user_id))?;
         let after = dto(&am.update(&txn).await?)?;
         append(
             &txn,
@@ -147,6 +119,43 @@ pub mod ssr {
         .await?;
         txn.commit().await?;
         Ok(after)
+    }
+
+    /// Applies a change to the row and names the audit action; shared by
+    /// the admin page and the operator CLI.
+    fn apply(
+        am: &mut user::ActiveModel,
+        before: &AdminUserDto,
+        change: Change,
+        by: Option<Uuid>,
+    ) -> Result<&'static str, AppError> {
+        Ok(match change {
+            Change::Approve => {
+                if !before.pending {
+                    return Err(AppError::Conflict(
+                        "This account is not waiting for approval.".into(),
+                    ));
+                }
+                am.enabled = Set(true);
+                am.approved_at = Set(Some(now()));
+                am.approved_by = Set(by);
+                "user.approve"
+            }
+            Change::Role(r) => {
+                am.role = Set(r.as_str().to_owned());
+                "user.set_role"
+            }
+            Change::Enabled(true) => {
+                am.enabled = Set(true);
+                am.approved_at = Set(Some(now()));
+                am.approved_by = Set(by);
+                "user.enable"
+            }
+            Change::Enabled(false) => {
+                am.enabled = Set(false);
+                "user.disable"
+            }
+        })
     }
 
     async fn enabled_admins<C: ConnectionTrait>(c: &C, org: Uuid) -> Result<u64, AppError> {
@@ -339,26 +348,13 @@ pub mod ssr {
         let txn = write_txn(db).await?;
         let before = dto(&u)?;
         let org = u.org_id;
-        let mut am: user::ActiveModel = u.into();
-        let action = match change {
-            Change::Role(r) => {
-                am.role = Set(r.as_str().to_owned());
-                "user.set_role"
-            }
-            Change::Enabled(e) => {
-                am.enabled = Set(e);
-                if e {
-                    "user.enable"
-                } else {
-                    "user.disable"
-                }
-            }
-            Change::Approve => {
-                am.enabled = Set(true);
-                am.approved_at = Set(Some(now()));
-                "user.approve"
-            }
+        // `enable` of a pending registration is its approval.
+        let change = match change {
+            Change::Enabled(true) if before.pending => Change::Approve,
+            c => c,
         };
+        let mut am: user::ActiveModel = u.into();
+        let action = apply(&mut am, &before, change, None)?;
         let after = dto(&am.update(&txn).await?)?;
         append(
             &txn,

@@ -28,6 +28,8 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("The request is larger than this server accepts ({0}).")]
+    TooLarge(String),
     #[error("Too many attempts. Please wait a minute and try again.")]
     RateLimited,
     #[error(
@@ -65,6 +67,7 @@ impl AppError {
             AppError::Invalid { .. } => "invalid",
             AppError::Conflict(_) => "conflict",
             AppError::BadRequest(_) => "bad_request",
+            AppError::TooLarge(_) => "too_large",
             AppError::RateLimited => "rate_limited",
             AppError::Csrf => "csrf",
             AppError::PasswordChangeRequired => "password_change_required",
@@ -82,6 +85,7 @@ impl AppError {
             AppError::Invalid { .. } => S::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => S::CONFLICT,
             AppError::BadRequest(_) => S::BAD_REQUEST,
+            AppError::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
             AppError::RateLimited => S::TOO_MANY_REQUESTS,
             AppError::Internal => S::INTERNAL_SERVER_ERROR,
             AppError::Transport(_) => S::BAD_GATEWAY,

@@ -32,8 +32,13 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
             Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::BadRequest(
                 "Send the body as JSON with Content-Type: application/json.".into(),
             )),
+            Err(JsonRejection::BytesRejection(b))
+                if b.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(AppError::TooLarge("limit for JSON bodies".into()))
+            }
             Err(JsonRejection::BytesRejection(_)) => Err(AppError::BadRequest(
-                "The request body is too large or unreadable.".into(),
+                "The request body could not be read.".into(),
             )),
             Err(e) => Err(AppError::BadRequest(e.body_text())),
         }

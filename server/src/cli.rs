@@ -247,7 +247,7 @@ async fn admin_command(db: &sea_orm::DatabaseConnection, cmd: Command) -> anyhow
             println!("{} is disabled", u.email);
         }
         Command::User(UserCmd::Enable { email }) => {
-            let u = admin::cli_change_user(db, &email, Change::Approve)
+            let u = admin::cli_change_user(db, &email, Change::Enabled(true))
                 .await
                 .map_err(cli_err)?;
             println!("{} is enabled", u.email);

@@ -116,7 +116,8 @@ async fn session_actor(state: &AppState, session: &Session) -> Result<Option<Act
     };
     let login_at = session.get::<i64>(SESSION_LOGIN_AT).await?.unwrap_or(0);
     let age = chrono::Utc::now().timestamp().saturating_sub(login_at);
-    if age < 0 || age as u64 > state.auth.absolute_session.as_secs() {
+    // Valid while younger than the absolute lifetime, however active.
+    if age < 0 || age as u64 >= state.auth.absolute_session.as_secs() {
         session.flush().await?;
         return Ok(None);
     }
@@ -169,7 +170,7 @@ pub async fn csrf(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => return AppError::BadRequest("The form is too large.".into()).into_response(),
+        Err(_) => return AppError::TooLarge("limit for forms".into()).into_response(),
     };
     let given = form_urlencoded::parse(&bytes)
         .find(|(k, _)| k == "_csrf")

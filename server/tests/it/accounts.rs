@@ -311,7 +311,67 @@ fn cookie(r: &reqwest::Response) -> Option<String> {
     })
 }
 
+async fn sessions_expire_when_idle_and_after_their_absolute_lifetime(b: Backend) {
+    for (idle, absolute) in [(0, 12), (30, 0)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = medvision::settings::Settings {
+            session_idle_minutes: idle,
+            session_absolute_hours: absolute,
+            ..settings_for(&b, tmp.path())
+        };
+        let app = start(settings).await;
+        let org = format!("Org {idle}-{absolute}");
+        app.org(&org).await;
+        let email = format!("doc{idle}{absolute}@alpha.example");
+        app.user(&email, "doctor", &org).await;
+        let api = Api::new(&app.url);
+        let r = api
+            .post_json(
+                "/api/v1/auth/login",
+                &json!({ "email": email, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let me = api.get("/api/v1/me").await;
+        assert_eq!(
+            me.status(),
+            StatusCode::UNAUTHORIZED,
+            "idle={idle} min, absolute={absolute} h: the session has expired"
+        );
+        app.stop().await;
+    }
+}
+
+async fn sign_in_is_throttled_per_address_across_accounts(b: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let settings = medvision::settings::Settings {
+        login_per_ip_per_minute: 3,
+        ..settings_for(&b, tmp.path())
+    };
+    let app = start(settings).await;
+    app.org("Org alpha").await;
+    let api = Api::new(&app.url);
+    for i in 0..3 {
+        let r = api.post_json("/api/v1/auth/login", &json!({ "email": format!("user{i}@alpha.example"), "password": "wrong password here" })).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = api
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({ "email": "user9@alpha.example", "password": "wrong password here" }),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a fourth account from the same address waits"
+    );
+    app.stop().await;
+}
+
 on_both!(
+    sessions_expire_when_idle_and_after_their_absolute_lifetime,
+    sign_in_is_throttled_per_address_across_accounts,
     signup_approval_signin_case_flow,
     session_survives_restart,
     one_time_password_must_be_changed,
