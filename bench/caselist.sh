@@ -43,7 +43,7 @@ for i in range(n):
     print(f"data = {json.dumps(body)}")
     print('output = "/dev/null"')
 PY
-  curl -sS --parallel --parallel-max 16 -K "$data/seed.cfg"
+  curl -sS --no-progress-meter --parallel --parallel-max 16 -K "$data/seed.cfg"
   sleep 3
   local rss
   rss=$(ps -o rss= -p "$pid" | awk '{printf "%.0f", $1/1024}')
