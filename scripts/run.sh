@@ -6,7 +6,10 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 "$ROOT/scripts/setup.sh"
-log "building MedVision (release)"
-cargo leptos build --release
+log "building MedVision (release server)"
+# The wasm is cargo-leptos' dev build: its release build runs wasm-opt, and
+# Debian's binaryen 108 corrupts the externref table of today's rustc output.
+cargo leptos build --frontend-only
+cargo build --release -p server --bin medvision
 export LEPTOS_SITE_ROOT="$ROOT/target/site"
 exec "$CARGO_TARGET_DIR/release/medvision" serve "$@"

@@ -509,7 +509,8 @@ pub async fn get_session() -> Result<SessionInfo, AppError> {
 }
 
 #[server(prefix = "/sfn", endpoint = "login")]
-pub async fn login(email: String, password: String) -> Result<(), AppError> {
+/// Signs in; answers whether a one-time password must be changed first.
+pub async fn login(email: String, password: String) -> Result<bool, AppError> {
     use crate::ssr::{client_ip, fail, state};
     fail(
         async {
@@ -524,7 +525,7 @@ pub async fn login(email: String, password: String) -> Result<(), AppError> {
             } else {
                 "/cases"
             });
-            Ok(())
+            Ok(actor.must_change_password)
         }
         .await,
     )
@@ -595,8 +596,8 @@ pub fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
     let value = login.value();
     Effect::new(move |_| {
-        if let Some(Ok(())) = value.get() {
-            navigate_full("/cases");
+        if let Some(Ok(must_change)) = value.get() {
+            navigate_full(if must_change { "/profile" } else { "/cases" });
         }
     });
     view! {
