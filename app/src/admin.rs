@@ -129,6 +129,11 @@ pub mod ssr {
         change: Change,
         by: Option<Uuid>,
     ) -> Result<&'static str, AppError> {
+        // Enabling a pending registration is approving it, from either path.
+        let change = match change {
+            Change::Enabled(true) if before.pending => Change::Approve,
+            c => c,
+        };
         Ok(match change {
             Change::Approve => {
                 if !before.pending {
@@ -348,11 +353,6 @@ pub mod ssr {
         let txn = write_txn(db).await?;
         let before = dto(&u)?;
         let org = u.org_id;
-        // `enable` of a pending registration is its approval.
-        let change = match change {
-            Change::Enabled(true) if before.pending => Change::Approve,
-            c => c,
-        };
         let mut am: user::ActiveModel = u.into();
         let action = apply(&mut am, &before, change, None)?;
         let after = dto(&am.update(&txn).await?)?;
