@@ -51,9 +51,10 @@ pub mod ssr {
     };
     use argon2::Argon2;
     use entity::{api_token, organization, user};
+    use sea_orm::sea_query::{Expr, Query};
     use sea_orm::{
-        ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-        QueryFilter, QueryOrder,
+        ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection,
+        EntityTrait, QueryFilter, QueryOrder,
     };
     use sha2::{Digest, Sha256};
     use std::net::IpAddr;
@@ -153,34 +154,47 @@ pub mod ssr {
     }
 
     /// The enabled user behind a bearer token that is not revoked, if any.
+    /// One query on the hot path: user and organisation joined, the token
+    /// matched in a subquery.
     pub async fn actor_for_token(
         db: &DatabaseConnection,
+        policy: &crate::ssr::AuthPolicy,
         token: &str,
     ) -> Result<Option<Actor>, AppError> {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 100 {
             return Ok(None);
         }
-        let Some(t) = api_token::Entity::find()
-            .filter(api_token::Column::TokenHash.eq(token_hash(token)))
-            .filter(api_token::Column::RevokedAt.is_null())
+        let hash = token_hash(token);
+        let owner = Query::select()
+            .column(api_token::Column::UserId)
+            .from(api_token::Entity)
+            .and_where(api_token::Column::TokenHash.eq(hash.as_str()))
+            .and_where(api_token::Column::RevokedAt.is_null())
+            .to_owned();
+        let found = user::Entity::find()
+            .filter(user::Column::Id.in_subquery(owner))
+            .filter(user::Column::Enabled.eq(true))
+            .find_also_related(organization::Entity)
             .one(db)
-            .await?
-        else {
+            .await?;
+        let Some((u, Some(org))) = found else {
             return Ok(None);
         };
-        let Some(mut actor) = actor_for_user(db, t.user_id).await? else {
-            return Ok(None);
-        };
-        actor.via_token = true;
+        let mut actor = actor_from(u, org, true)?;
         // Tokens are for scripts; a pending password change is a browser matter.
         actor.must_change_password = false;
-        let stale = t
-            .last_used_at
-            .is_none_or(|at| now() - at > chrono::Duration::minutes(5));
-        if stale {
-            let mut am: api_token::ActiveModel = t.into();
-            am.last_used_at = Set(Some(now()));
-            am.update(db).await?;
+        if policy.token_use_due(&hash) {
+            let at = now();
+            api_token::Entity::update_many()
+                .col_expr(api_token::Column::LastUsedAt, Expr::value(at))
+                .filter(api_token::Column::TokenHash.eq(hash.as_str()))
+                .filter(
+                    Condition::any()
+                        .add(api_token::Column::LastUsedAt.is_null())
+                        .add(api_token::Column::LastUsedAt.lt(at - chrono::Duration::minutes(5))),
+                )
+                .exec(db)
+                .await?;
         }
         Ok(Some(actor))
     }

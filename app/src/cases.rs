@@ -491,7 +491,9 @@ pub mod ssr {
                     ),
             );
         }
+        // Owner names come from the same query: one round trip per page.
         let mut rows = query
+            .find_also_related(user::Entity)
             .order_by_desc(case::Column::UrgencyRank)
             .order_by_desc(case::Column::CreatedAt)
             .order_by_desc(case::Column::Id)
@@ -501,20 +503,13 @@ pub mod ssr {
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
         let next = if more {
-            rows.last().map(encode_cursor)
+            rows.last().map(|(c, _)| encode_cursor(c))
         } else {
             None
         };
-        let mut owners: Vec<Uuid> = rows.iter().map(|r| r.owner_id).collect();
-        owners.sort();
-        owners.dedup();
-        let names = names(db, owners).await?;
         let items = rows
             .into_iter()
-            .map(|r| {
-                let n = names.get(&r.owner_id).cloned().unwrap_or_default();
-                to_dto(r, n)
-            })
+            .map(|(c, owner)| to_dto(c, owner.map(|u| u.name).unwrap_or_default()))
             .collect::<Result<_, _>>()?;
         Ok(CasePage { items, next })
     }

@@ -39,6 +39,9 @@ pub struct AuthPolicy {
     /// Verified against when the e-mail is unknown, so a failed sign-in takes
     /// the same time whether or not the account exists.
     pub dummy_hash: String,
+    /// When this process last recorded each token's use, so a busy script
+    /// costs one write per token every few minutes, not one per request.
+    token_touched: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl AuthPolicy {
@@ -57,7 +60,28 @@ impl AuthPolicy {
                 "not a real password, only timing",
             )
             .unwrap_or_default(),
+            token_touched: Default::default(),
         }
+    }
+
+    /// Whether a token's `last_used_at` is due to be written again.
+    pub fn token_use_due(&self, token_hash: &str) -> bool {
+        const EVERY: Duration = Duration::from_secs(300);
+        let now = std::time::Instant::now();
+        let Ok(mut seen) = self.token_touched.lock() else {
+            return true;
+        };
+        if seen
+            .get(token_hash)
+            .is_some_and(|t| now.duration_since(*t) < EVERY)
+        {
+            return false;
+        }
+        if seen.len() >= 10_000 {
+            seen.retain(|_, t| now.duration_since(*t) < EVERY);
+        }
+        seen.insert(token_hash.to_owned(), now);
+        true
     }
 
     /// Spends one sign-in attempt for this account and this address.

@@ -32,6 +32,19 @@ pub enum Relation {
     Organization,
     #[sea_orm(has_many = "super::case_member::Entity")]
     CaseMember,
+    #[sea_orm(
+        belongs_to = "super::user::Entity",
+        from = "Column::OwnerId",
+        to = "super::user::Column::Id"
+    )]
+    Owner,
+}
+
+/// The case's owner, so lists fetch owner names in the same query.
+impl Related<super::user::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Owner.def()
+    }
 }
 
 impl Related<super::organization::Entity> for Entity {

@@ -65,7 +65,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 .map(str::trim)
         });
     match bearer {
-        Some(Some(token)) => match actor_for_token(&state.db, token).await {
+        Some(Some(token)) => match actor_for_token(&state.db, &state.auth, token).await {
             Ok(Some(actor)) => {
                 req.extensions_mut().insert(actor);
                 req.extensions_mut().insert(BearerAuth);
