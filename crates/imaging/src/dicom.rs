@@ -1,1 +1,1036 @@
-//! See the crate documentation.
+//! DICOM parsing and pixel decoding, one frame at a time.
+//!
+//! ```no_run
+//! use imaging::dicom;
+//! # fn main() -> imaging::Result<()> {
+//! let file = dicom::open(std::path::Path::new("CT_small.dcm"))?;
+//! println!("{} × {} × {} frames, {}", file.rows().unwrap_or(0), file.columns().unwrap_or(0),
+//!     file.frames(), file.transfer_syntax());
+//! let frame = file.decode_frame(0)?;
+//! let hu = imaging::pixel::modality_values(&frame);
+//! # let _ = hu; Ok(()) }
+//! ```
+//!
+//! Parsing and the codecs are dicom-rs (`dicom-object`, `dicom-pixeldata`):
+//! JPEG baseline/extended/lossless, RLE and deflate in pure Rust, JPEG 2000
+//! through `openjp2` (pure Rust), JPEG-LS through CharLS. This module adds
+//! what an upload of untrusted files needs on top:
+//! - files without the 128-byte preamble, or without the file meta group at
+//!   all (a bare implicit/explicit VR data set, as some old systems export),
+//!   are recognised by their first element;
+//! - every declared element length is checked against the bytes that are
+//!   really there *before* dicom-rs allocates a buffer of that length, so a
+//!   file claiming a 4 GB element is refused instead of allocating 4 GB;
+//! - decoding yields one frame (memory is one decoded frame on top of the
+//!   parsed file), with typed samples exactly as pydicom's `pixel_array`
+//!   gives them (YBR converted to RGB, no masking of unused high bits);
+//! - every failure is an [`ImagingError`] worded for the uploader.
+
+use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use dicom_core::value::{PrimitiveValue, Value};
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_pixeldata::{PixelDecoder, PlanarConfiguration};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+pub use dicom_pixeldata::PhotometricInterpretation as Photometric;
+pub use dicom_pixeldata::{VoiLutFunction, WindowLevel};
+
+use crate::error::{ImagingError, Result};
+
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
+const UNDEFINED_LENGTH: u32 = 0xFFFF_FFFF;
+
+/// A parsed DICOM file: the dicom-rs object plus how it was found.
+#[derive(Debug, Clone)]
+pub struct DicomFile {
+    obj: DefaultDicomObject,
+    has_file_meta: bool,
+}
+
+/// Opens a DICOM file from disk. The whole file is read into memory (dicom-rs
+/// parses in memory); callers bound file sizes with [`crate::limits`].
+pub fn open(path: &Path) -> Result<DicomFile> {
+    let bytes = std::fs::read(path)?;
+    open_bytes(&bytes)
+}
+
+/// Parses DICOM bytes: a Part 10 file (with or without the 128-byte preamble)
+/// or a bare data set in implicit/explicit VR little endian or explicit VR
+/// big endian whose first element is in group 0008.
+pub fn open_bytes(bytes: &[u8]) -> Result<DicomFile> {
+    if bytes.is_empty() {
+        return Err(ImagingError::Empty);
+    }
+    match detect_layout(bytes)? {
+        Layout::Part10 { meta_start } => {
+            let meta_end = check_meta_lengths(bytes, meta_start + 4)?;
+            if let Some((ts, dataset_start)) = meta_end {
+                check_dataset_lengths(bytes, dataset_start, &ts)?;
+            }
+            let obj = OpenFileOptions::new()
+                .read_preamble(ReadPreamble::Never)
+                .from_reader(&bytes[meta_start..])
+                .map_err(|e| read_error(&e))?;
+            Ok(DicomFile {
+                obj,
+                has_file_meta: true,
+            })
+        }
+        Layout::Bare { ts } => {
+            check_dataset_lengths(bytes, 0, ts)?;
+            let syntax = TransferSyntaxRegistry
+                .get(ts)
+                .ok_or_else(|| ImagingError::Unsupported {
+                    detail: format!("transfer syntax {ts}"),
+                })?;
+            let dataset = InMemDicomObject::read_dataset_with_ts(bytes, syntax)
+                .map_err(|e| read_error(&e))?;
+            let obj = dataset
+                .with_meta(FileMetaTableBuilder::new().transfer_syntax(ts))
+                .map_err(|_| corrupt("the DICOM header could not be read"))?;
+            Ok(DicomFile {
+                obj,
+                has_file_meta: false,
+            })
+        }
+    }
+}
+
+enum Layout {
+    /// `DICM` magic at `meta_start` (128 with a preamble, 0 without).
+    Part10 { meta_start: usize },
+    /// No file meta group: a bare data set in this transfer syntax.
+    Bare { ts: &'static str },
+}
+
+fn detect_layout(bytes: &[u8]) -> Result<Layout> {
+    if bytes.get(128..132) == Some(b"DICM") {
+        return Ok(Layout::Part10 { meta_start: 128 });
+    }
+    if bytes.starts_with(b"DICM") {
+        return Ok(Layout::Part10 { meta_start: 0 });
+    }
+    if bytes.len() < 8 {
+        return Err(ImagingError::NotRecognised);
+    }
+    let explicit_vr = is_vr(&bytes[4..6]);
+    // Bare data sets start with the Identifying group (0008): Specific
+    // Character Set, Image Type or at least SOP Class UID.
+    if u16::from_le_bytes([bytes[0], bytes[1]]) == 0x0008 {
+        let ts = if explicit_vr {
+            EXPLICIT_VR_LE
+        } else {
+            IMPLICIT_VR_LE
+        };
+        return Ok(Layout::Bare { ts });
+    }
+    if u16::from_be_bytes([bytes[0], bytes[1]]) == 0x0008 && explicit_vr {
+        return Ok(Layout::Bare { ts: EXPLICIT_VR_BE });
+    }
+    Err(ImagingError::NotRecognised)
+}
+
+fn is_vr(b: &[u8]) -> bool {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse::<dicom_core::VR>().ok())
+        .is_some()
+}
+
+/// Whether an explicit VR has the long (4-byte) length form, PS3.5 7.1.2.
+fn has_long_length(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR"
+            | b"UT" | b"UV"
+    )
+}
+
+#[derive(Clone, Copy)]
+struct Encoding {
+    explicit_vr: bool,
+    big_endian: bool,
+}
+
+impl Encoding {
+    fn u16(self, b: &[u8], at: usize) -> Option<u16> {
+        let two = [*b.get(at)?, *b.get(at + 1)?];
+        Some(if self.big_endian {
+            u16::from_be_bytes(two)
+        } else {
+            u16::from_le_bytes(two)
+        })
+    }
+
+    fn u32(self, b: &[u8], at: usize) -> Option<u32> {
+        let four = [*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?];
+        Some(if self.big_endian {
+            u32::from_be_bytes(four)
+        } else {
+            u32::from_le_bytes(four)
+        })
+    }
+}
+
+/// One element header as the length check sees it.
+struct Header {
+    tag: Tag,
+    vr: [u8; 2],
+    len: u32,
+    header_len: usize,
+}
+
+fn read_header(bytes: &[u8], at: usize, enc: Encoding) -> Option<Header> {
+    let tag = Tag(enc.u16(bytes, at)?, enc.u16(bytes, at + 2)?);
+    // Items and delimiters have no VR in any encoding.
+    if tag.0 == 0xFFFE || !enc.explicit_vr {
+        return Some(Header {
+            tag,
+            vr: [0, 0],
+            len: enc.u32(bytes, at + 4)?,
+            header_len: 8,
+        });
+    }
+    let vr = [*bytes.get(at + 4)?, *bytes.get(at + 5)?];
+    if !is_vr(&vr) {
+        return None;
+    }
+    if has_long_length(&vr) {
+        Some(Header {
+            tag,
+            vr,
+            len: enc.u32(bytes, at + 8)?,
+            header_len: 12,
+        })
+    } else {
+        Some(Header {
+            tag,
+            vr,
+            len: u32::from(enc.u16(bytes, at + 6)?),
+            header_len: 8,
+        })
+    }
+}
+
+/// Checks the file meta group (always explicit VR little endian) and returns
+/// its transfer syntax and where the data set starts, when it can tell.
+fn check_meta_lengths(bytes: &[u8], start: usize) -> Result<Option<(String, usize)>> {
+    let enc = Encoding {
+        explicit_vr: true,
+        big_endian: false,
+    };
+    let mut at = start;
+    let mut ts = None;
+    while let Some(h) = read_header(bytes, at, enc) {
+        if h.tag.0 != 0x0002 {
+            break;
+        }
+        let value_at = at + h.header_len;
+        let len = check_fits(bytes, value_at, &h)?;
+        if h.tag == tags::TRANSFER_SYNTAX_UID {
+            let raw = &bytes[value_at..value_at + len];
+            ts = Some(
+                String::from_utf8_lossy(raw)
+                    .trim_end_matches(['\0', ' '])
+                    .to_string(),
+            );
+        }
+        at = value_at + len;
+    }
+    Ok(ts.map(|ts| (ts, at)))
+}
+
+/// Walks every element header of the data set, entering sequences and items
+/// of undefined length, and refuses any defined length longer than the bytes
+/// left. dicom-rs allocates (and zero-fills) a value's declared length before
+/// reading it; this is what keeps a forged length from costing gigabytes.
+/// Deflated data sets are checked by their inflated size only as dicom-rs
+/// reads them (their compressed bytes cannot be walked).
+fn check_dataset_lengths(bytes: &[u8], start: usize, ts: &str) -> Result<()> {
+    if ts == DEFLATED_EXPLICIT_VR_LE {
+        return Ok(());
+    }
+    let enc = Encoding {
+        explicit_vr: ts != IMPLICIT_VR_LE,
+        big_endian: ts == EXPLICIT_VR_BE,
+    };
+    let mut at = start;
+    // Stops quietly where the headers stop making sense: dicom-rs then
+    // reports that part of the file as it sees it.
+    while let Some(h) = read_header(bytes, at, enc) {
+        let value_at = at + h.header_len;
+        if h.len == UNDEFINED_LENGTH {
+            at = value_at;
+            continue;
+        }
+        let is_item_start = h.tag == Tag(0xFFFE, 0xE000);
+        let len = check_fits(bytes, value_at, &h)?;
+        // A defined-length item inside an undefined-length sequence holds a
+        // nested data set: walk into it too. Fragments of encapsulated pixel
+        // data are items as well; walking them would misread compressed
+        // bytes, so items are only entered when they look like a data set.
+        at = if is_item_start && looks_like_dataset(bytes, value_at, len, enc) {
+            value_at
+        } else {
+            value_at + len
+        };
+    }
+    Ok(())
+}
+
+fn looks_like_dataset(bytes: &[u8], at: usize, len: usize, enc: Encoding) -> bool {
+    len >= 8
+        && read_header(bytes, at, enc).is_some_and(|h| {
+            h.tag.0 != 0xFFFE
+                && h.tag.0 % 2 == 0
+                && h.tag.0 >= 0x0008
+                && (h.len == UNDEFINED_LENGTH || h.len as usize <= len - h.header_len)
+        })
+}
+
+fn check_fits(bytes: &[u8], value_at: usize, h: &Header) -> Result<usize> {
+    let len = h.len as usize;
+    let left = bytes.len().saturating_sub(value_at);
+    if len > left {
+        let _ = h.vr;
+        return Err(ImagingError::Corrupt {
+            detail: format!(
+                "element ({:04X},{:04X}) declares {} bytes but the file has only {} left",
+                h.tag.0, h.tag.1, h.len, left
+            ),
+        });
+    }
+    Ok(len)
+}
+
+fn corrupt(detail: &str) -> ImagingError {
+    ImagingError::Corrupt {
+        detail: detail.to_string(),
+    }
+}
+
+/// dicom-rs errors carry positions and internal names; the uploader gets one
+/// of a few plain sentences. An unexpected end of data anywhere in the chain
+/// means the file was cut short.
+fn read_error(e: &(dyn std::error::Error + 'static)) -> ImagingError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::UnexpectedEof {
+                return ImagingError::Truncated {
+                    what: "the DICOM file".into(),
+                };
+            }
+        }
+        source = err.source();
+    }
+    let text = e.to_string();
+    if text.contains("transfer syntax") || text.contains("Transfer syntax") {
+        return ImagingError::Unsupported {
+            detail: "the file's transfer syntax is missing or unknown".into(),
+        };
+    }
+    corrupt("the DICOM header could not be read")
+}
+
+/// Typed samples of one frame, pixel-interleaved (R G B R G B … for colour),
+/// row by row. The type follows Bits Allocated and Pixel Representation, as
+/// numpy's dtype does in pydicom.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameData {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+}
+
+impl FrameData {
+    pub fn len(&self) -> usize {
+        match self {
+            FrameData::U8(v) => v.len(),
+            FrameData::I8(v) => v.len(),
+            FrameData::U16(v) => v.len(),
+            FrameData::I16(v) => v.len(),
+            FrameData::U32(v) => v.len(),
+            FrameData::I32(v) => v.len(),
+            FrameData::F32(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// numpy's name for the sample type (`uint16`, `int16`…).
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            FrameData::U8(_) => "uint8",
+            FrameData::I8(_) => "int8",
+            FrameData::U16(_) => "uint16",
+            FrameData::I16(_) => "int16",
+            FrameData::U32(_) => "uint32",
+            FrameData::I32(_) => "int32",
+            FrameData::F32(_) => "float32",
+        }
+    }
+
+    /// Sample `i` as f64 (exact for every variant).
+    pub fn get_f64(&self, i: usize) -> Option<f64> {
+        Some(match self {
+            FrameData::U8(v) => f64::from(*v.get(i)?),
+            FrameData::I8(v) => f64::from(*v.get(i)?),
+            FrameData::U16(v) => f64::from(*v.get(i)?),
+            FrameData::I16(v) => f64::from(*v.get(i)?),
+            FrameData::U32(v) => f64::from(*v.get(i)?),
+            FrameData::I32(v) => f64::from(*v.get(i)?),
+            FrameData::F32(v) => f64::from(*v.get(i)?),
+        })
+    }
+
+    /// Every sample as f32 (what the modality LUT and volumes work in).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            FrameData::U8(v) => v.iter().map(|&x| f32::from(x)).collect(),
+            FrameData::I8(v) => v.iter().map(|&x| f32::from(x)).collect(),
+            FrameData::U16(v) => v.iter().map(|&x| f32::from(x)).collect(),
+            FrameData::I16(v) => v.iter().map(|&x| f32::from(x)).collect(),
+            FrameData::U32(v) => v.iter().map(|&x| x as f32).collect(),
+            FrameData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+            FrameData::F32(v) => v.clone(),
+        }
+    }
+
+    /// The samples as little-endian bytes (what pydicom's checksums hash).
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match self {
+            FrameData::U8(v) => v.clone(),
+            FrameData::I8(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            FrameData::U16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            FrameData::I16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            FrameData::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            FrameData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            FrameData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+}
+
+/// The Palette Color lookup tables (PS3.3 C.7.6.3.1.5), entries widened to
+/// 16 bits as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Palette {
+    /// First stored value mapped (values below map to entry 0).
+    pub first_mapped: i32,
+    /// 8 or 16: bits per entry.
+    pub bits: u16,
+    pub red: Vec<u16>,
+    pub green: Vec<u16>,
+    pub blue: Vec<u16>,
+}
+
+/// A VOI LUT Sequence (0028,3010) item (PS3.3 C.11.2.1.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoiLut {
+    /// First input value mapped; values below map to entry 0.
+    pub min_pixel_value: i32,
+    /// Bits per entry of the output range.
+    pub bits_stored: u8,
+    pub data: Vec<u16>,
+    pub explanation: Option<String>,
+}
+
+/// A table lookup from the file: Modality LUT Sequence (0028,3000) item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModalityLut {
+    pub first_mapped: i32,
+    pub data: Vec<u16>,
+}
+
+/// One decoded frame and what the file says about displaying it.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub rows: u32,
+    pub columns: u32,
+    pub samples_per_pixel: u16,
+    /// After decoding: JPEG/JPEG 2000 colour and YBR frames are RGB here.
+    pub photometric: Photometric,
+    pub bits_stored: u16,
+    pub data: FrameData,
+    pub rescale_slope: f64,
+    pub rescale_intercept: f64,
+    /// Modality LUT Sequence, when the file has one instead of a rescale.
+    pub modality_lut: Option<ModalityLut>,
+    /// Window Center/Width pairs from the file, in file order.
+    pub windows: Vec<WindowLevel>,
+    pub voi_lut_function: VoiLutFunction,
+    /// The first VOI LUT Sequence item, used when there is no window.
+    pub voi_lut: Option<VoiLut>,
+    pub palette: Option<Palette>,
+}
+
+impl DicomFile {
+    pub fn object(&self) -> &DefaultDicomObject {
+        &self.obj
+    }
+
+    pub fn into_object(self) -> DefaultDicomObject {
+        self.obj
+    }
+
+    /// False for a bare data set (no preamble, no meta group).
+    pub fn has_file_meta(&self) -> bool {
+        self.has_file_meta
+    }
+
+    pub fn transfer_syntax(&self) -> &str {
+        self.obj.meta().transfer_syntax()
+    }
+
+    /// A string attribute, trimmed of DICOM padding; `None` if absent or empty.
+    pub fn string(&self, tag: Tag) -> Option<String> {
+        let s = self.obj.get(tag)?.to_str().ok()?;
+        let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+        (!s.is_empty()).then(|| s.to_string())
+    }
+
+    fn int<T: std::str::FromStr + TryFrom<i64>>(&self, tag: Tag) -> Option<T> {
+        let v: i64 = self.obj.get(tag)?.to_int().ok()?;
+        T::try_from(v).ok()
+    }
+
+    fn floats(&self, tag: Tag) -> Option<Vec<f64>> {
+        self.obj
+            .get(tag)?
+            .to_multi_float64()
+            .ok()
+            .filter(|v| v.iter().all(|x| x.is_finite()))
+    }
+
+    pub fn rows(&self) -> Option<u32> {
+        self.int(tags::ROWS)
+    }
+
+    pub fn columns(&self) -> Option<u32> {
+        self.int(tags::COLUMNS)
+    }
+
+    /// Number of Frames, 1 when absent.
+    pub fn frames(&self) -> u32 {
+        self.int::<u32>(tags::NUMBER_OF_FRAMES)
+            .filter(|&n| n > 0)
+            .unwrap_or(1)
+    }
+
+    pub fn photometric(&self) -> Option<String> {
+        self.string(tags::PHOTOMETRIC_INTERPRETATION)
+    }
+
+    pub fn bits_allocated(&self) -> Option<u16> {
+        self.int(tags::BITS_ALLOCATED)
+    }
+
+    pub fn samples_per_pixel(&self) -> Option<u16> {
+        self.int(tags::SAMPLES_PER_PIXEL)
+    }
+
+    pub fn modality(&self) -> Option<String> {
+        self.string(tags::MODALITY)
+    }
+
+    pub fn sop_class_uid(&self) -> Option<String> {
+        self.string(tags::SOP_CLASS_UID)
+    }
+
+    pub fn sop_instance_uid(&self) -> Option<String> {
+        self.string(tags::SOP_INSTANCE_UID)
+    }
+
+    pub fn study_instance_uid(&self) -> Option<String> {
+        self.string(tags::STUDY_INSTANCE_UID)
+    }
+
+    pub fn series_instance_uid(&self) -> Option<String> {
+        self.string(tags::SERIES_INSTANCE_UID)
+    }
+
+    pub fn instance_number(&self) -> Option<i32> {
+        self.int(tags::INSTANCE_NUMBER)
+    }
+
+    /// Image Position (Patient): the centre of the first voxel, LPS mm.
+    pub fn image_position(&self) -> Option<[f64; 3]> {
+        let v = self.floats(tags::IMAGE_POSITION_PATIENT)?;
+        v.get(..3)?.try_into().ok()
+    }
+
+    /// Image Orientation (Patient): row then column direction cosines, LPS.
+    pub fn image_orientation(&self) -> Option<[f64; 6]> {
+        let v = self.floats(tags::IMAGE_ORIENTATION_PATIENT)?;
+        v.get(..6)?.try_into().ok()
+    }
+
+    /// Pixel Spacing: between rows, then between columns, in mm.
+    pub fn pixel_spacing(&self) -> Option<[f64; 2]> {
+        let v = self.floats(tags::PIXEL_SPACING)?;
+        v.get(..2)?.try_into().ok()
+    }
+
+    pub fn slice_thickness(&self) -> Option<f64> {
+        self.floats(tags::SLICE_THICKNESS)?.first().copied()
+    }
+
+    pub fn has_pixel_data(&self) -> bool {
+        self.obj.get(tags::PIXEL_DATA).is_some() || self.obj.get(tags::FLOAT_PIXEL_DATA).is_some()
+    }
+
+    /// Decodes frame `frame` (0-based). Memory: the decoded frame, plus for
+    /// compressed syntaxes that frame's compressed bytes.
+    pub fn decode_frame(&self, frame: u32) -> Result<Frame> {
+        let geometry = Geometry::read(self)?;
+        if frame >= geometry.frames {
+            return Err(corrupt(&format!(
+                "frame {} requested but the image has {}",
+                frame + 1,
+                geometry.frames
+            )));
+        }
+        let (data, photometric) = if let Some(float) = self.obj.get(tags::FLOAT_PIXEL_DATA) {
+            (self.float_frame(float.value(), &geometry, frame)?, geometry.photometric.clone())
+        } else {
+            let element = self.obj.get(tags::PIXEL_DATA).ok_or_else(|| {
+                ImagingError::Unsupported {
+                    detail: "the file holds no image (no pixel data)".into(),
+                }
+            })?;
+            match element.value() {
+                Value::Primitive(p) => self.native_frame(p, &geometry, frame)?,
+                Value::PixelSequence(_) => self.encapsulated_frame(&geometry, frame)?,
+                Value::Sequence(_) => return Err(corrupt("the pixel data is not an image")),
+            }
+        };
+        let (windows, voi_lut_function, voi_lut) = self.voi(frame);
+        Ok(Frame {
+            rows: geometry.rows,
+            columns: geometry.columns,
+            samples_per_pixel: geometry.samples_per_pixel,
+            photometric,
+            bits_stored: geometry.bits_stored,
+            data,
+            rescale_slope: self.rescale(frame, tags::RESCALE_SLOPE).unwrap_or(1.0),
+            rescale_intercept: self.rescale(frame, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+            modality_lut: self.modality_lut(),
+            windows,
+            voi_lut_function,
+            voi_lut,
+            palette: self.palette(),
+        })
+    }
+
+    fn native_frame(
+        &self,
+        value: &PrimitiveValue,
+        g: &Geometry,
+        frame: u32,
+    ) -> Result<(FrameData, Photometric)> {
+        if g.bits_allocated == 1 {
+            return Ok((unpack_bits(value, g, frame)?, g.photometric.clone()));
+        }
+        let stored_len = g.native_frame_len()?;
+        let offset = stored_len
+            .checked_mul(frame as usize)
+            .ok_or_else(|| corrupt("the image dimensions are impossible"))?;
+        let bytes = value_bytes(value, offset, stored_len)?;
+        let mut photometric = g.photometric.clone();
+        let mut le: Cow<[u8]> = bytes;
+        if photometric == Photometric::YbrFull422 && g.samples_per_pixel == 3 {
+            le = Cow::Owned(expand_ybr_422(&le, g)?);
+            photometric = Photometric::YbrFull;
+        } else if g.planar == PlanarConfiguration::PixelFirst && g.samples_per_pixel > 1 {
+            le = Cow::Owned(interleave_planes(&le, g));
+        }
+        let mut data = typed_samples(&le, g)?;
+        if photometric == Photometric::YbrFull && g.samples_per_pixel == 3 {
+            crate::pixel::ybr_full_to_rgb(&mut data)?;
+            photometric = Photometric::Rgb;
+        }
+        Ok((data, photometric))
+    }
+
+    fn encapsulated_frame(&self, g: &Geometry, frame: u32) -> Result<(FrameData, Photometric)> {
+        // The codecs (JPEG, JPEG-LS in C++, JPEG 2000 ported from C) parse
+        // attacker-controlled bitstreams; an index bug in one of them must
+        // cost the upload of that file, not the worker. catch_unwind is the
+        // last line: every error they report is mapped below first.
+        let decoded = catch_unwind(AssertUnwindSafe(|| {
+            self.obj
+                .decode_pixel_data_frame(frame)
+                .map(|px| (px.data().to_vec(), px.photometric_interpretation().clone()))
+        }))
+        .map_err(|_| corrupt("the compressed pixel data could not be decoded"))?
+        .map_err(|e| pixel_error(&e))?;
+        let (bytes, photometric) = decoded;
+        let expected = g.decoded_frame_len()?;
+        if bytes.len() < expected {
+            return Err(ImagingError::Truncated {
+                what: "pixel data".into(),
+            });
+        }
+        let data = typed_samples(&bytes[..expected], g)?;
+        Ok((data, photometric))
+    }
+
+    fn float_frame(&self, value: &Value<InMemDicomObject, Vec<u8>>, g: &Geometry, frame: u32) -> Result<FrameData> {
+        let Value::Primitive(PrimitiveValue::F32(v)) = value else {
+            return Err(ImagingError::Unsupported {
+                detail: "this kind of floating-point pixel data".into(),
+            });
+        };
+        let n = g.samples_per_frame()?;
+        let start = n * frame as usize;
+        v.get(start..start + n)
+            .map(|s| FrameData::F32(s.to_vec()))
+            .ok_or_else(|| ImagingError::Truncated {
+                what: "pixel data".into(),
+            })
+    }
+
+    fn voi(&self, frame: u32) -> (Vec<WindowLevel>, VoiLutFunction, Option<VoiLut>) {
+        let centers = self.floats(tags::WINDOW_CENTER).unwrap_or_default();
+        let widths = self.floats(tags::WINDOW_WIDTH).unwrap_or_default();
+        let mut windows: Vec<WindowLevel> = centers
+            .iter()
+            .zip(&widths)
+            .map(|(&center, &width)| WindowLevel { center, width })
+            .collect();
+        if windows.is_empty() {
+            // Enhanced multi-frame objects keep the window per frame.
+            if let (Some(c), Some(w)) = (
+                functional_group_f64(&self.obj, frame, tags::FRAME_VOILUT_SEQUENCE, tags::WINDOW_CENTER),
+                functional_group_f64(&self.obj, frame, tags::FRAME_VOILUT_SEQUENCE, tags::WINDOW_WIDTH),
+            ) {
+                windows.push(WindowLevel {
+                    center: c,
+                    width: w,
+                });
+            }
+        }
+        let function = self
+            .string(tags::VOILUT_FUNCTION)
+            .and_then(|s| VoiLutFunction::try_from(s.as_str()).ok())
+            .unwrap_or_default();
+        (windows, function, self.voi_lut())
+    }
+
+    /// Rescale Slope/Intercept: top level, else the frame's (or the shared)
+    /// Pixel Value Transformation of an enhanced multi-frame object.
+    fn rescale(&self, frame: u32, tag: Tag) -> Option<f64> {
+        self.floats(tag)
+            .and_then(|v| v.first().copied())
+            .or_else(|| {
+                functional_group_f64(&self.obj, frame, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, tag)
+            })
+    }
+
+    fn voi_lut(&self) -> Option<VoiLut> {
+        let item = self.obj.get(tags::VOILUT_SEQUENCE)?.items()?.first()?;
+        let (min_pixel_value, bits, entries) = lut_descriptor(item)?;
+        let data = lut_data(item.get(tags::LUT_DATA)?.value(), entries)?;
+        let explanation = item
+            .get(tags::LUT_EXPLANATION)
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim().to_string());
+        Some(VoiLut {
+            min_pixel_value,
+            bits_stored: u8::try_from(bits).ok()?,
+            data,
+            explanation,
+        })
+    }
+
+    fn modality_lut(&self) -> Option<ModalityLut> {
+        let item = self.obj.get(tags::MODALITY_LUT_SEQUENCE)?.items()?.first()?;
+        let (first_mapped, _bits, entries) = lut_descriptor(item)?;
+        let data = lut_data(item.get(tags::LUT_DATA)?.value(), entries)?;
+        Some(ModalityLut { first_mapped, data })
+    }
+
+    fn palette(&self) -> Option<Palette> {
+        if self.photometric().as_deref() != Some("PALETTE COLOR") {
+            return None;
+        }
+        let obj: &InMemDicomObject = &self.obj;
+        let (first_mapped, bits, entries) = palette_descriptor(obj, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR)?;
+        let channel = |tag| lut_data(obj.get(tag)?.value(), entries);
+        Some(Palette {
+            first_mapped,
+            bits,
+            red: channel(tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA)?,
+            green: channel(tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA)?,
+            blue: channel(tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA)?,
+        })
+    }
+}
+
+fn functional_group_f64(obj: &DefaultDicomObject, frame: u32, group: Tag, tag: Tag) -> Option<f64> {
+    let from = |seq: Tag, index: usize| -> Option<f64> {
+        let item = obj.get(seq)?.items()?.get(index)?;
+        let inner = item.get(group)?.items()?.first()?;
+        inner.get(tag)?.to_float64().ok()
+    };
+    from(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frame as usize)
+        .or_else(|| from(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0))
+}
+
+/// LUT Descriptor: entries (0 means 65536), first mapped value (US or SS),
+/// bits per entry.
+fn lut_descriptor(item: &InMemDicomObject) -> Option<(i32, u16, usize)> {
+    descriptor_at(item, tags::LUT_DESCRIPTOR)
+}
+
+fn palette_descriptor(obj: &InMemDicomObject, tag: Tag) -> Option<(i32, u16, usize)> {
+    descriptor_at(obj, tag)
+}
+
+fn descriptor_at(obj: &InMemDicomObject, tag: Tag) -> Option<(i32, u16, usize)> {
+    let v: Vec<i32> = obj.get(tag)?.to_multi_int().ok()?;
+    let [entries, first, bits] = v.get(..3)?.try_into().ok()?;
+    let entries = if entries == 0 { 65536 } else { entries as u16 as usize };
+    // The first mapped value's VR may be US or SS; a negative read means SS.
+    Some((first, u16::try_from(bits).ok()?, entries))
+}
+
+/// LUT Data is OW (or US): 16-bit words. An 8-bit table may be packed two
+/// entries to a word, which shows as half as many words as entries.
+fn lut_data(value: &Value<InMemDicomObject, Vec<u8>>, entries: usize) -> Option<Vec<u16>> {
+    let Value::Primitive(p) = value else {
+        return None;
+    };
+    let words: Vec<u16> = match p {
+        PrimitiveValue::U16(v) => v.to_vec(),
+        PrimitiveValue::U8(v) => v.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect(),
+        PrimitiveValue::I16(v) => v.iter().map(|&x| x as u16).collect(),
+        _ => p.to_multi_int::<i32>().ok()?.into_iter().map(|x| x as u16).collect(),
+    };
+    if words.len() >= entries {
+        return Some(words[..entries].to_vec());
+    }
+    if words.len() * 2 >= entries {
+        let unpacked: Vec<u16> = words.iter().flat_map(|w| [w & 0xFF, w >> 8]).take(entries).collect();
+        return Some(unpacked);
+    }
+    None
+}
+
+/// What decoding needs from the header, validated once.
+struct Geometry {
+    rows: u32,
+    columns: u32,
+    samples_per_pixel: u16,
+    bits_allocated: u16,
+    bits_stored: u16,
+    signed: bool,
+    planar: PlanarConfiguration,
+    photometric: Photometric,
+    frames: u32,
+}
+
+impl Geometry {
+    fn read(file: &DicomFile) -> Result<Self> {
+        let missing = |what: &str| corrupt(&format!("the image header lacks {what}"));
+        let rows = file.rows().filter(|&r| r > 0).ok_or_else(|| missing("Rows"))?;
+        let columns = file.columns().filter(|&c| c > 0).ok_or_else(|| missing("Columns"))?;
+        let bits_allocated = file.bits_allocated().ok_or_else(|| missing("Bits Allocated"))?;
+        let bits_stored = file.int(tags::BITS_STORED).unwrap_or(bits_allocated);
+        let samples_per_pixel = file.samples_per_pixel().unwrap_or(1);
+        if !matches!(samples_per_pixel, 1 | 3 | 4) {
+            return Err(corrupt("the image has an impossible number of samples per pixel"));
+        }
+        let photometric = Photometric::from(
+            file.photometric()
+                .ok_or_else(|| missing("Photometric Interpretation"))?
+                .as_str(),
+        );
+        let signed = file.int::<u16>(tags::PIXEL_REPRESENTATION) == Some(1);
+        let planar = if file.int::<u16>(tags::PLANAR_CONFIGURATION) == Some(1) {
+            PlanarConfiguration::PixelFirst
+        } else {
+            PlanarConfiguration::Standard
+        };
+        Ok(Geometry {
+            rows,
+            columns,
+            samples_per_pixel,
+            bits_allocated,
+            bits_stored,
+            signed,
+            planar,
+            photometric,
+            frames: file.frames(),
+        })
+    }
+
+    fn samples_per_frame(&self) -> Result<usize> {
+        (self.rows as usize)
+            .checked_mul(self.columns as usize)
+            .and_then(|n| n.checked_mul(usize::from(self.samples_per_pixel)))
+            .ok_or_else(|| corrupt("the image dimensions are impossible"))
+    }
+
+    fn bytes_per_sample(&self) -> Result<usize> {
+        match self.bits_allocated {
+            8 | 16 | 32 | 64 => Ok(usize::from(self.bits_allocated / 8)),
+            other => Err(ImagingError::Unsupported {
+                detail: format!("{other}-bit pixel samples"),
+            }),
+        }
+    }
+
+    fn decoded_frame_len(&self) -> Result<usize> {
+        self.samples_per_frame()?
+            .checked_mul(self.bytes_per_sample()?)
+            .ok_or_else(|| corrupt("the image dimensions are impossible"))
+    }
+
+    /// Stored bytes of one native frame: YBR_FULL_422 keeps two chroma
+    /// samples per two pixels (PS3.5 8.2.1), so 2 samples a pixel, not 3.
+    fn native_frame_len(&self) -> Result<usize> {
+        let full = self.decoded_frame_len()?;
+        if self.photometric == Photometric::YbrFull422 && self.samples_per_pixel == 3 {
+            Ok(full / 3 * 2)
+        } else {
+            Ok(full)
+        }
+    }
+}
+
+/// `len` bytes at byte `offset` of a native pixel data value, little endian.
+/// dicom-rs keeps OW as u16 (already byte-swapped from big endian files), so
+/// only the frame's own words are converted, never the whole value.
+fn value_bytes(value: &PrimitiveValue, offset: usize, len: usize) -> Result<Cow<'_, [u8]>> {
+    let truncated = || ImagingError::Truncated {
+        what: "pixel data".into(),
+    };
+    macro_rules! words {
+        ($v:expr, $size:expr) => {{
+            let first = offset / $size;
+            let last = (offset + len).div_ceil($size);
+            let words = $v.get(first..last).ok_or_else(truncated)?;
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let skip = offset % $size;
+            Ok(Cow::Owned(bytes[skip..skip + len].to_vec()))
+        }};
+    }
+    match value {
+        PrimitiveValue::U8(v) => v
+            .get(offset..offset + len)
+            .map(Cow::Borrowed)
+            .ok_or_else(truncated),
+        PrimitiveValue::U16(v) => words!(v, 2),
+        PrimitiveValue::I16(v) => words!(v, 2),
+        PrimitiveValue::U32(v) => words!(v, 4),
+        PrimitiveValue::I32(v) => words!(v, 4),
+        PrimitiveValue::F32(v) => words!(v, 4),
+        PrimitiveValue::F64(v) => words!(v, 8),
+        PrimitiveValue::U64(v) => words!(v, 8),
+        PrimitiveValue::I64(v) => words!(v, 8),
+        _ => Err(corrupt("the pixel data has an unexpected value type")),
+    }
+}
+
+fn unpack_bits(value: &PrimitiveValue, g: &Geometry, frame: u32) -> Result<FrameData> {
+    let per_frame = g.samples_per_frame()?;
+    let first_bit = per_frame * frame as usize;
+    let bytes = value_bytes(value, first_bit / 8, (first_bit % 8 + per_frame).div_ceil(8))?;
+    let skip = first_bit % 8;
+    let bits = (0..per_frame)
+        .map(|i| {
+            let bit = skip + i;
+            (bytes[bit / 8] >> (bit % 8)) & 1
+        })
+        .collect();
+    Ok(FrameData::U8(bits))
+}
+
+/// Planar configuration 1 (RRR…GGG…BBB…) to interleaved.
+fn interleave_planes(planes: &[u8], g: &Geometry) -> Vec<u8> {
+    let spp = usize::from(g.samples_per_pixel);
+    let width = usize::from(g.bits_allocated / 8).max(1);
+    let plane_len = planes.len() / spp;
+    let pixels = plane_len / width;
+    let mut out = Vec::with_capacity(planes.len());
+    for p in 0..pixels {
+        for s in 0..spp {
+            let at = s * plane_len + p * width;
+            out.extend_from_slice(&planes[at..at + width]);
+        }
+    }
+    out
+}
+
+/// YBR_FULL_422 stores Y1 Y2 Cb Cr for each pair of pixels; repeat the
+/// chroma to get full YBR (what pydicom does before converting to RGB).
+fn expand_ybr_422(stored: &[u8], g: &Geometry) -> Result<Vec<u8>> {
+    if g.bits_allocated != 8 {
+        return Err(ImagingError::Unsupported {
+            detail: "YBR_FULL_422 with more than 8 bits".into(),
+        });
+    }
+    let mut out = Vec::with_capacity(stored.len() / 2 * 3);
+    for quad in stored.chunks_exact(4) {
+        out.extend_from_slice(&[quad[0], quad[2], quad[3], quad[1], quad[2], quad[3]]);
+    }
+    Ok(out)
+}
+
+fn typed_samples(le: &[u8], g: &Geometry) -> Result<FrameData> {
+    Ok(match (g.bits_allocated, g.signed) {
+        (8, false) => FrameData::U8(le.to_vec()),
+        (8, true) => FrameData::I8(le.iter().map(|&b| b as i8).collect()),
+        (16, false) => FrameData::U16(le.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
+        (16, true) => FrameData::I16(le.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()),
+        (32, false) => FrameData::U32(
+            le.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        (32, true) => FrameData::I32(
+            le.chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        (bits, _) => {
+            return Err(ImagingError::Unsupported {
+                detail: format!("{bits}-bit pixel samples"),
+            })
+        }
+    })
+}
+
+fn pixel_error(e: &dicom_pixeldata::Error) -> ImagingError {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    if lower.contains("unsupported transfer syntax") || lower.contains("unknown transfer syntax") {
+        return ImagingError::Unsupported {
+            detail: "this file's compression (transfer syntax) cannot be decoded".into(),
+        };
+    }
+    if lower.contains("out of range") || lower.contains("eof") || lower.contains("end of") || lower.contains("truncat") {
+        return ImagingError::Truncated {
+            what: "pixel data".into(),
+        };
+    }
+    corrupt("the compressed pixel data could not be decoded")
+}
