@@ -31,12 +31,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use dicom_core::value::{PrimitiveValue, Value};
+use dicom_core::header::HasLength;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
-use dicom_object::meta::FileMetaTableBuilder;
-use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_object::meta::{FileMetaTable, FileMetaTableBuilder};
+use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use dicom_pixeldata::{PixelDecoder, PlanarConfiguration};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
@@ -45,10 +45,20 @@ pub use dicom_pixeldata::{VoiLutFunction, WindowLevel};
 
 use crate::error::{ImagingError, Result};
 
+mod rle;
+
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+const JPEG_2000: [&str; 5] = [
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203",
+];
 const UNDEFINED_LENGTH: u32 = 0xFFFF_FFFF;
 
 /// A parsed DICOM file: the dicom-rs object plus how it was found.
@@ -74,16 +84,20 @@ pub fn open_bytes(bytes: &[u8]) -> Result<DicomFile> {
     }
     match detect_layout(bytes)? {
         Layout::Part10 { meta_start } => {
-            let meta_end = check_meta_lengths(bytes, meta_start + 4)?;
-            if let Some((ts, dataset_start)) = meta_end {
-                check_dataset_lengths(bytes, dataset_start, &ts)?;
-            }
-            let obj = OpenFileOptions::new()
-                .read_preamble(ReadPreamble::Never)
-                .from_reader(&bytes[meta_start..])
+            let dataset_start = check_meta_lengths(bytes, meta_start + 4)?;
+            let meta = FileMetaTable::from_reader(&bytes[meta_start..dataset_start])
+                .map_err(|e| read_error(&e))?;
+            let read_as = dataset_syntax(bytes, dataset_start, meta.transfer_syntax());
+            check_dataset_lengths(bytes, dataset_start, &read_as)?;
+            let syntax = TransferSyntaxRegistry.get(&read_as).ok_or_else(|| {
+                ImagingError::Unsupported {
+                    detail: format!("transfer syntax {read_as}"),
+                }
+            })?;
+            let dataset = InMemDicomObject::read_dataset_with_ts(&bytes[dataset_start..], syntax)
                 .map_err(|e| read_error(&e))?;
             Ok(DicomFile {
-                obj,
+                obj: dataset.with_exact_meta(meta),
                 has_file_meta: true,
             })
         }
@@ -223,32 +237,41 @@ fn read_header(bytes: &[u8], at: usize, enc: Encoding) -> Option<Header> {
     }
 }
 
-/// Checks the file meta group (always explicit VR little endian) and returns
-/// its transfer syntax and where the data set starts, when it can tell.
-fn check_meta_lengths(bytes: &[u8], start: usize) -> Result<Option<(String, usize)>> {
+/// The syntax to parse the data set with. Some writers declare an explicit
+/// VR syntax (often a JPEG one) but write the data set in implicit VR; like
+/// pydicom, read what is there: no valid VR after the first tag means
+/// implicit VR little endian. The meta keeps the declared syntax, which
+/// still selects the pixel data codec.
+fn dataset_syntax(bytes: &[u8], start: usize, declared: &str) -> String {
+    let implicit_there = bytes
+        .get(start + 4..start + 6)
+        .is_some_and(|vr| !is_vr(vr));
+    let explicit_le_family = declared != IMPLICIT_VR_LE
+        && declared != EXPLICIT_VR_BE
+        && declared != DEFLATED_EXPLICIT_VR_LE;
+    if implicit_there && explicit_le_family {
+        IMPLICIT_VR_LE.to_string()
+    } else {
+        declared.to_string()
+    }
+}
+
+/// Checks the lengths in the file meta group (always explicit VR little
+/// endian) and returns where the data set starts.
+fn check_meta_lengths(bytes: &[u8], start: usize) -> Result<usize> {
     let enc = Encoding {
         explicit_vr: true,
         big_endian: false,
     };
     let mut at = start;
-    let mut ts = None;
     while let Some(h) = read_header(bytes, at, enc) {
         if h.tag.0 != 0x0002 {
             break;
         }
         let value_at = at + h.header_len;
-        let len = check_fits(bytes, value_at, &h)?;
-        if h.tag == tags::TRANSFER_SYNTAX_UID {
-            let raw = &bytes[value_at..value_at + len];
-            ts = Some(
-                String::from_utf8_lossy(raw)
-                    .trim_end_matches(['\0', ' '])
-                    .to_string(),
-            );
-        }
-        at = value_at + len;
+        at = value_at + check_fits(bytes, value_at, &h)?;
     }
-    Ok(ts.map(|ts| (ts, at)))
+    Ok(at)
 }
 
 /// Walks every element header of the data set, entering sequences and items
@@ -652,9 +675,20 @@ impl DicomFile {
         let offset = stored_len
             .checked_mul(frame as usize)
             .ok_or_else(|| corrupt("the image dimensions are impossible"))?;
-        let bytes = value_bytes(value, offset, stored_len)?;
+        let mut le = value_bytes(value, offset, stored_len)?;
+        if self.transfer_syntax() == EXPLICIT_VR_BE
+            && g.bits_allocated == 32
+            && matches!(value, PrimitiveValue::U16(_))
+        {
+            // dicom-rs swapped each 16-bit OW word; a 32-bit sample of a big
+            // endian file also has its two words in big-endian order.
+            let mut swapped = le.into_owned();
+            for sample in swapped.chunks_exact_mut(4) {
+                sample.rotate_left(2);
+            }
+            le = Cow::Owned(swapped);
+        }
         let mut photometric = g.photometric.clone();
-        let mut le: Cow<[u8]> = bytes;
         if photometric == Photometric::YbrFull422 && g.samples_per_pixel == 3 {
             le = Cow::Owned(expand_ybr_422(&le, g)?);
             photometric = Photometric::YbrFull;
@@ -670,6 +704,14 @@ impl DicomFile {
     }
 
     fn encapsulated_frame(&self, g: &Geometry, frame: u32) -> Result<(FrameData, Photometric)> {
+        let ts = self.transfer_syntax();
+        if ts == RLE_LOSSLESS && g.bits_allocated == 32 {
+            // dicom-rs's RLE decoder stops at 16 bits; PS3.5 Annex G
+            // defines any number of byte segments, so decode those here.
+            let fragment = self.frame_fragment(frame, g.frames)?;
+            let le = rle::decode_frame(&fragment, g)?;
+            return Ok((typed_samples(&le, g)?, g.photometric.clone()));
+        }
         // The codecs (JPEG, JPEG-LS in C++, JPEG 2000 ported from C) parse
         // attacker-controlled bitstreams; an index bug in one of them must
         // cost the upload of that file, not the worker. catch_unwind is the
@@ -688,8 +730,38 @@ impl DicomFile {
                 what: "pixel data".into(),
             });
         }
-        let data = typed_samples(&bytes[..expected], g)?;
+        let mut data = typed_samples(&bytes[..expected], g)?;
+        if JPEG_2000.contains(&ts) {
+            let fragment = self.frame_fragment(frame, g.frames)?;
+            if let Some(siz) = j2k_siz(&fragment) {
+                correct_j2k_sign(&mut data, siz, g);
+            }
+        }
         Ok((data, photometric))
+    }
+
+    /// The compressed bytes of one frame: its fragment when there is one per
+    /// frame, all fragments for a single-frame image split over several.
+    fn frame_fragment(&self, frame: u32, frames: u32) -> Result<Cow<'_, [u8]>> {
+        let element = self.obj.get(tags::PIXEL_DATA);
+        let Some(Value::PixelSequence(seq)) = element.map(|e| e.value()) else {
+            return Err(corrupt("the compressed pixel data is missing"));
+        };
+        let fragments = seq.fragments();
+        if fragments.len() == frames as usize {
+            return fragments
+                .get(frame as usize)
+                .map(|f| Cow::Borrowed(f.as_slice()))
+                .ok_or_else(|| ImagingError::Truncated {
+                    what: "pixel data".into(),
+                });
+        }
+        if frames == 1 {
+            return Ok(Cow::Owned(fragments.iter().flatten().copied().collect()));
+        }
+        Err(ImagingError::Unsupported {
+            detail: "multi-frame compressed pixel data without one fragment per frame".into(),
+        })
     }
 
     fn float_frame(&self, value: &Value<InMemDicomObject, Vec<u8>>, g: &Geometry, frame: u32) -> Result<FrameData> {
@@ -834,12 +906,28 @@ fn lut_data(value: &Value<InMemDicomObject, Vec<u8>>, entries: usize) -> Option<
     None
 }
 
+/// Number of Frames for decoding: absent means 1, but a value that is not a
+/// positive number means the frame layout is unknown.
+fn strict_frames(file: &DicomFile) -> Result<u32> {
+    let Some(element) = file.obj.get(tags::NUMBER_OF_FRAMES) else {
+        return Ok(1);
+    };
+    if element.is_empty() {
+        return Ok(1);
+    }
+    element
+        .to_int::<u32>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| corrupt("Number of Frames is not a positive number"))
+}
+
 /// What decoding needs from the header, validated once.
-struct Geometry {
-    rows: u32,
-    columns: u32,
-    samples_per_pixel: u16,
-    bits_allocated: u16,
+pub(crate) struct Geometry {
+    pub(crate) rows: u32,
+    pub(crate) columns: u32,
+    pub(crate) samples_per_pixel: u16,
+    pub(crate) bits_allocated: u16,
     bits_stored: u16,
     signed: bool,
     planar: PlanarConfiguration,
@@ -878,7 +966,7 @@ impl Geometry {
             signed,
             planar,
             photometric,
-            frames: file.frames(),
+            frames: strict_frames(file)?,
         })
     }
 
@@ -1017,6 +1105,55 @@ fn typed_samples(le: &[u8], g: &Geometry) -> Result<FrameData> {
             })
         }
     })
+}
+
+/// Signedness and precision of the first component, from the JPEG 2000
+/// SIZ marker segment (ISO/IEC 15444-1 A.5.1).
+#[derive(Debug, Clone, Copy)]
+struct J2kSiz {
+    signed: bool,
+    precision: u32,
+}
+
+fn j2k_siz(codestream: &[u8]) -> Option<J2kSiz> {
+    // SOC (FF4F) is followed directly by SIZ (FF51); a JP2 wrapper puts
+    // boxes first, so search for the pair.
+    let at = codestream.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])? + 2;
+    // Marker, Lsiz, Rsiz, 8 × 32-bit sizes, Csiz: the first Ssiz is at +40.
+    let ssiz = *codestream.get(at + 40)?;
+    Some(J2kSiz {
+        signed: ssiz & 0x80 != 0,
+        precision: u32::from(ssiz & 0x7F) + 1,
+    })
+}
+
+/// When the codestream's signedness disagrees with Pixel Representation,
+/// re-extend the sign at the codestream's precision, as pydicom does: a
+/// 13-bit signed value written as unsigned would otherwise read as a large
+/// positive number.
+fn correct_j2k_sign(data: &mut FrameData, siz: J2kSiz, g: &Geometry) {
+    if siz.signed == g.signed {
+        return;
+    }
+    macro_rules! shift {
+        ($v:expr, $bits:expr) => {{
+            let shift = $bits - siz.precision.min($bits);
+            if shift > 0 {
+                for x in $v.iter_mut() {
+                    *x = (*x << shift) >> shift;
+                }
+            }
+        }};
+    }
+    match data {
+        FrameData::I16(v) => shift!(v, 16),
+        FrameData::U16(v) => shift!(v, 16),
+        FrameData::I8(v) => shift!(v, 8),
+        FrameData::U8(v) => shift!(v, 8),
+        FrameData::I32(v) => shift!(v, 32),
+        FrameData::U32(v) => shift!(v, 32),
+        FrameData::F32(_) => {}
+    }
 }
 
 fn pixel_error(e: &dicom_pixeldata::Error) -> ImagingError {
