@@ -51,6 +51,7 @@ const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
+const JPEG_DCT: [&str; 2] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 const JPEG_2000: [&str; 5] = [
     "1.2.840.10008.1.2.4.90",
@@ -705,6 +706,12 @@ impl DicomFile {
 
     fn encapsulated_frame(&self, g: &Geometry, frame: u32) -> Result<(FrameData, Photometric)> {
         let ts = self.transfer_syntax();
+        if JPEG_DCT.contains(&ts) && g.photometric == Photometric::Rgb && g.samples_per_pixel == 3 {
+            let fragment = self.frame_fragment(frame, g.frames)?;
+            if jpeg_is_untransformed_rgb(&fragment) {
+                return Ok((decode_untransformed_jpeg(&fragment, g)?, Photometric::Rgb));
+            }
+        }
         if ts == RLE_LOSSLESS && g.bits_allocated == 32 {
             // dicom-rs's RLE decoder stops at 16 bits; PS3.5 Annex G
             // defines any number of byte segments, so decode those here.
@@ -1107,6 +1114,49 @@ fn typed_samples(le: &[u8], g: &Geometry) -> Result<FrameData> {
     })
 }
 
+/// Whether a 3-component JPEG of an RGB image holds RGB rather than YCbCr:
+/// an Adobe marker with transform 0 says so; with neither a JFIF nor an
+/// Adobe marker and component ids other than 1, 2, 3 the JPEG states no
+/// colour space, and the DICOM header's RGB is trusted (as pydicom does)
+/// over the JPEG default of YCbCr.
+fn jpeg_is_untransformed_rgb(jpeg: &[u8]) -> bool {
+    let (mut jfif, mut adobe, mut ids) = (false, None, None);
+    let mut at = 2;
+    while at + 4 <= jpeg.len() && jpeg[at] == 0xFF {
+        let marker = jpeg[at + 1];
+        let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+        let segment = jpeg.get(at + 4..at + 2 + len).unwrap_or(&[]);
+        match marker {
+            0xE0 => jfif |= segment.starts_with(b"JFIF\0"),
+            0xEE if segment.starts_with(b"Adobe") => adobe = segment.get(11).copied(),
+            0xC0..=0xC3 if segment.len() >= 15 && segment[5] == 3 => {
+                ids = Some([segment[6], segment[9], segment[12]]);
+            }
+            0xDA => break,
+            _ => {}
+        }
+        at += 2 + len;
+    }
+    match adobe {
+        Some(transform) => transform == 0,
+        None => !jfif && ids.is_some_and(|ids| ids != [1, 2, 3]),
+    }
+}
+
+fn decode_untransformed_jpeg(jpeg: &[u8], g: &Geometry) -> Result<FrameData> {
+    let mut decoder = jpeg_decoder::Decoder::new(jpeg);
+    decoder.set_color_transform(jpeg_decoder::ColorTransform::RGB);
+    let pixels = catch_unwind(AssertUnwindSafe(|| decoder.decode()))
+        .map_err(|_| corrupt("the compressed pixel data could not be decoded"))?
+        .map_err(|_| corrupt("the compressed pixel data could not be decoded"))?;
+    if pixels.len() < g.decoded_frame_len()? {
+        return Err(ImagingError::Truncated {
+            what: "pixel data".into(),
+        });
+    }
+    typed_samples(&pixels[..g.decoded_frame_len()?], g)
+}
+
 /// Signedness and precision of the first component, from the JPEG 2000
 /// SIZ marker segment (ISO/IEC 15444-1 A.5.1).
 #[derive(Debug, Clone, Copy)]
@@ -1157,8 +1207,18 @@ fn correct_j2k_sign(data: &mut FrameData, siz: J2kSiz, g: &Geometry) {
 }
 
 fn pixel_error(e: &dicom_pixeldata::Error) -> ImagingError {
-    let text = e.to_string();
-    let lower = text.to_lowercase();
+    let mut lower = String::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        lower.push_str(&format!("{err:?} {err}; ").to_lowercase());
+        source = err.source();
+    }
+    if lower.contains("sampleprecision(12)") {
+        // jpeg-decoder (pure Rust) has no 12-bit DCT; see the crate README.
+        return ImagingError::Unsupported {
+            detail: "12-bit lossy JPEG (JPEG Extended) compression".into(),
+        };
+    }
     if lower.contains("unsupported transfer syntax") || lower.contains("unknown transfer syntax") {
         return ImagingError::Unsupported {
             detail: "this file's compression (transfer syntax) cannot be decoded".into(),
