@@ -201,7 +201,6 @@ impl Encoding {
 /// One element header as the length check sees it.
 struct Header {
     tag: Tag,
-    vr: [u8; 2],
     len: u32,
     header_len: usize,
 }
@@ -212,7 +211,6 @@ fn read_header(bytes: &[u8], at: usize, enc: Encoding) -> Option<Header> {
     if tag.0 == 0xFFFE || !enc.explicit_vr {
         return Some(Header {
             tag,
-            vr: [0, 0],
             len: enc.u32(bytes, at + 4)?,
             header_len: 8,
         });
@@ -224,14 +222,12 @@ fn read_header(bytes: &[u8], at: usize, enc: Encoding) -> Option<Header> {
     if has_long_length(&vr) {
         Some(Header {
             tag,
-            vr,
             len: enc.u32(bytes, at + 8)?,
             header_len: 12,
         })
     } else {
         Some(Header {
             tag,
-            vr,
             len: u32::from(enc.u16(bytes, at + 6)?),
             header_len: 8,
         })
@@ -327,7 +323,16 @@ fn check_fits(bytes: &[u8], value_at: usize, h: &Header) -> Result<usize> {
     let len = h.len as usize;
     let left = bytes.len().saturating_sub(value_at);
     if len > left {
-        let _ = h.vr;
+        // A file cut short is missing a few bytes of its last element; a
+        // length far beyond the file (the 4 GB case) is forged or garbage.
+        if len <= left.saturating_mul(2).max(1 << 20) {
+            let what = if h.tag == tags::PIXEL_DATA {
+                "pixel data"
+            } else {
+                "the DICOM file"
+            };
+            return Err(ImagingError::Truncated { what: what.into() });
+        }
         return Err(ImagingError::Corrupt {
             detail: format!(
                 "element ({:04X},{:04X}) declares {} bytes but the file has only {} left",
@@ -336,6 +341,12 @@ fn check_fits(bytes: &[u8], value_at: usize, h: &Header) -> Result<usize> {
         });
     }
     Ok(len)
+}
+
+fn no_image() -> ImagingError {
+    ImagingError::Unsupported {
+        detail: "the file holds no image (no pixel data), e.g. a report or a DICOMDIR".into(),
+    }
 }
 
 fn corrupt(detail: &str) -> ImagingError {
@@ -623,6 +634,9 @@ impl DicomFile {
     /// Decodes frame `frame` (0-based). Memory: the decoded frame, plus for
     /// compressed syntaxes that frame's compressed bytes.
     pub fn decode_frame(&self, frame: u32) -> Result<Frame> {
+        if !self.has_pixel_data() {
+            return Err(no_image());
+        }
         let geometry = Geometry::read(self)?;
         if frame >= geometry.frames {
             return Err(corrupt(&format!(
@@ -634,11 +648,7 @@ impl DicomFile {
         let (data, photometric) = if let Some(float) = self.obj.get(tags::FLOAT_PIXEL_DATA) {
             (self.float_frame(float.value(), &geometry, frame)?, geometry.photometric.clone())
         } else {
-            let element = self.obj.get(tags::PIXEL_DATA).ok_or_else(|| {
-                ImagingError::Unsupported {
-                    detail: "the file holds no image (no pixel data)".into(),
-                }
-            })?;
+            let element = self.obj.get(tags::PIXEL_DATA).ok_or_else(no_image)?;
             match element.value() {
                 Value::Primitive(p) => self.native_frame(p, &geometry, frame)?,
                 Value::PixelSequence(_) => self.encapsulated_frame(&geometry, frame)?,
