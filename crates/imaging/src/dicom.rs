@@ -88,15 +88,22 @@ pub fn open_bytes(bytes: &[u8]) -> Result<DicomFile> {
             let dataset_start = check_meta_lengths(bytes, meta_start + 4)?;
             let meta = FileMetaTable::from_reader(&bytes[meta_start..dataset_start])
                 .map_err(|e| read_error(&e))?;
-            let read_as = dataset_syntax(bytes, dataset_start, meta.transfer_syntax());
-            check_dataset_lengths(bytes, dataset_start, &read_as)?;
+            let inflated;
+            let (body, declared) = if meta.transfer_syntax() == DEFLATED_EXPLICIT_VR_LE {
+                inflated = inflate(&bytes[dataset_start..])?;
+                (&inflated[..], EXPLICIT_VR_LE)
+            } else {
+                (&bytes[dataset_start..], meta.transfer_syntax())
+            };
+            let read_as = dataset_syntax(body, 0, declared);
+            check_dataset_lengths(body, 0, &read_as)?;
             let syntax = TransferSyntaxRegistry.get(&read_as).ok_or_else(|| {
                 ImagingError::Unsupported {
                     detail: format!("transfer syntax {read_as}"),
                 }
             })?;
-            let dataset = InMemDicomObject::read_dataset_with_ts(&bytes[dataset_start..], syntax)
-                .map_err(|e| read_error(&e))?;
+            let dataset =
+                InMemDicomObject::read_dataset_with_ts(body, syntax).map_err(|e| read_error(&e))?;
             Ok(DicomFile {
                 obj: dataset.with_exact_meta(meta),
                 has_file_meta: true,
@@ -163,12 +170,15 @@ fn is_vr(b: &[u8]) -> bool {
         .is_some()
 }
 
-/// Whether an explicit VR has the long (4-byte) length form, PS3.5 7.1.2.
-fn has_long_length(vr: &[u8]) -> bool {
+/// Whether an explicit VR has the short (2-byte) length form, PS3.5 7.1.2.
+/// Everything else, including bytes that are no VR at all, has the long
+/// form: dicom-rs reads an unknown VR as UN, and this check must walk the
+/// file exactly as dicom-rs will read it.
+fn has_short_length(vr: &[u8]) -> bool {
     matches!(
         vr,
-        b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR"
-            | b"UT" | b"UV"
+        b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FL" | b"FD" | b"IS" | b"LO"
+            | b"LT" | b"PN" | b"SH" | b"SL" | b"SS" | b"ST" | b"TM" | b"UI" | b"UL" | b"US"
     )
 }
 
@@ -203,35 +213,46 @@ struct Header {
     tag: Tag,
     len: u32,
     header_len: usize,
+    /// An SQ element: its defined-length contents are walked, not skipped.
+    is_sequence: bool,
 }
 
 fn read_header(bytes: &[u8], at: usize, enc: Encoding) -> Option<Header> {
     let tag = Tag(enc.u16(bytes, at)?, enc.u16(bytes, at + 2)?);
     // Items and delimiters have no VR in any encoding.
     if tag.0 == 0xFFFE || !enc.explicit_vr {
+        let is_sequence = tag.0 != 0xFFFE && implicit_is_sequence(tag);
         return Some(Header {
             tag,
             len: enc.u32(bytes, at + 4)?,
             header_len: 8,
+            is_sequence,
         });
     }
     let vr = [*bytes.get(at + 4)?, *bytes.get(at + 5)?];
-    if !is_vr(&vr) {
-        return None;
-    }
-    if has_long_length(&vr) {
-        Some(Header {
-            tag,
-            len: enc.u32(bytes, at + 8)?,
-            header_len: 12,
-        })
-    } else {
+    if has_short_length(&vr) {
         Some(Header {
             tag,
             len: u32::from(enc.u16(bytes, at + 6)?),
             header_len: 8,
+            is_sequence: false,
+        })
+    } else {
+        Some(Header {
+            tag,
+            len: enc.u32(bytes, at + 8)?,
+            header_len: 12,
+            is_sequence: &vr == b"SQ",
         })
     }
+}
+
+/// In implicit VR the dictionary decides what is a sequence, as in dicom-rs.
+fn implicit_is_sequence(tag: Tag) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(tag)
+        .is_some_and(|e| e.vr() == VirtualVr::Exact(dicom_core::VR::SQ))
 }
 
 /// The syntax to parse the data set with. Some writers declare an explicit
@@ -271,52 +292,59 @@ fn check_meta_lengths(bytes: &[u8], start: usize) -> Result<usize> {
     Ok(at)
 }
 
-/// Walks every element header of the data set, entering sequences and items
-/// of undefined length, and refuses any defined length longer than the bytes
-/// left. dicom-rs allocates (and zero-fills) a value's declared length before
-/// reading it; this is what keeps a forged length from costing gigabytes.
-/// Deflated data sets are checked by their inflated size only as dicom-rs
-/// reads them (their compressed bytes cannot be walked).
+/// Walks every element header of the data set the way dicom-rs will read
+/// it, entering sequences and items (of defined or undefined length), and
+/// refuses any defined length longer than the bytes left. dicom-rs
+/// allocates (and zero-fills) a value's declared length before reading it;
+/// this is what keeps a forged length from costing gigabytes: after this
+/// check no value dicom-rs allocates is larger than the file.
 fn check_dataset_lengths(bytes: &[u8], start: usize, ts: &str) -> Result<()> {
-    if ts == DEFLATED_EXPLICIT_VR_LE {
-        return Ok(());
-    }
     let enc = Encoding {
         explicit_vr: ts != IMPLICIT_VR_LE,
         big_endian: ts == EXPLICIT_VR_BE,
     };
     let mut at = start;
-    // Stops quietly where the headers stop making sense: dicom-rs then
-    // reports that part of the file as it sees it.
+    // Inside encapsulated pixel data, items are compressed fragments.
+    let mut in_fragments = false;
     while let Some(h) = read_header(bytes, at, enc) {
         let value_at = at + h.header_len;
+        if h.tag == Tag(0xFFFE, 0xE0DD) {
+            in_fragments = false;
+        }
         if h.len == UNDEFINED_LENGTH {
+            in_fragments |= h.tag == tags::PIXEL_DATA;
             at = value_at;
             continue;
         }
-        let is_item_start = h.tag == Tag(0xFFFE, 0xE000);
         let len = check_fits(bytes, value_at, &h)?;
-        // A defined-length item inside an undefined-length sequence holds a
-        // nested data set: walk into it too. Fragments of encapsulated pixel
-        // data are items as well; walking them would misread compressed
-        // bytes, so items are only entered when they look like a data set.
-        at = if is_item_start && looks_like_dataset(bytes, value_at, len, enc) {
-            value_at
+        let enter = if h.tag == Tag(0xFFFE, 0xE000) {
+            !in_fragments
         } else {
-            value_at + len
+            h.is_sequence
         };
+        at = if enter { value_at } else { value_at + len };
     }
     Ok(())
 }
 
-fn looks_like_dataset(bytes: &[u8], at: usize, len: usize, enc: Encoding) -> bool {
-    len >= 8
-        && read_header(bytes, at, enc).is_some_and(|h| {
-            h.tag.0 != 0xFFFE
-                && h.tag.0 % 2 == 0
-                && h.tag.0 >= 0x0008
-                && (h.len == UNDEFINED_LENGTH || h.len as usize <= len - h.header_len)
-        })
+/// Deflated data sets are inflated here, under a cap, so their lengths can
+/// be checked like any other (and a deflate bomb stops at the cap).
+const MAX_INFLATED_BYTES: u64 = 1 << 30;
+
+fn inflate(deflated: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| corrupt("the compressed (deflated) DICOM data set could not be inflated"))?;
+    if out.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(ImagingError::TooLarge {
+            what: "the inflated DICOM data set".into(),
+            limit: "1 GiB".into(),
+        });
+    }
+    Ok(out)
 }
 
 fn check_fits(bytes: &[u8], value_at: usize, h: &Header) -> Result<usize> {
