@@ -894,9 +894,8 @@ impl DicomFile {
                 detail: "multi-frame RLE data without one fragment per frame".into(),
             });
         };
-        let le = rle::decode_frame(&fragment, g)?;
         let mut photometric = g.photometric.clone();
-        let mut data = typed_samples(&le, g)?;
+        let mut data = rle::decode_frame(&fragment, g)?;
         // RLE keeps each sample in its own segment; YBR_FULL stays YBR_FULL.
         if photometric == Photometric::YbrFull && g.samples_per_pixel == 3 {
             crate::pixel::ybr_full_to_rgb(&mut data)?;
@@ -917,8 +916,7 @@ impl DicomFile {
             // dicom-rs's RLE decoder stops at 16 bits; PS3.5 Annex G
             // defines any number of byte segments, so decode those here.
             let fragment = self.frame_fragment(frame, g.frames)?;
-            let le = rle::decode_frame(&fragment, g)?;
-            return Ok((typed_samples(&le, g)?, g.photometric.clone()));
+            return Ok((rle::decode_frame(&fragment, g)?, g.photometric.clone()));
         }
         // The codecs (JPEG, JPEG-LS in C++, JPEG 2000 ported from C) parse
         // attacker-controlled bitstreams; an index bug in one of them must
@@ -1137,7 +1135,7 @@ pub(crate) struct Geometry {
     pub(crate) samples_per_pixel: u16,
     pub(crate) bits_allocated: u16,
     bits_stored: u16,
-    signed: bool,
+    pub(crate) signed: bool,
     planar: PlanarConfiguration,
     photometric: Photometric,
     frames: u32,
@@ -1361,21 +1359,26 @@ fn expand_ybr_422(stored: &[u8], g: &Geometry) -> Result<Vec<u8>> {
 }
 
 fn typed_samples(le: &[u8], g: &Geometry) -> Result<FrameData> {
+    // Indexed loops over fixed-size chunks: the compiler vectorises these,
+    // which iterator chains over `chunks_exact` + `collect` did not.
+    macro_rules! convert {
+        ($t:ty, $n:expr) => {{
+            let mut out: Vec<$t> = vec![0; le.len() / $n];
+            for (dst, src) in out.iter_mut().zip(le.chunks_exact($n)) {
+                let mut b = [0u8; $n];
+                b.copy_from_slice(src);
+                *dst = <$t>::from_le_bytes(b);
+            }
+            out
+        }};
+    }
     Ok(match (g.bits_allocated, g.signed) {
         (8, false) => FrameData::U8(le.to_vec()),
         (8, true) => FrameData::I8(le.iter().map(|&b| b as i8).collect()),
-        (16, false) => FrameData::U16(le.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
-        (16, true) => FrameData::I16(le.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()),
-        (32, false) => FrameData::U32(
-            le.chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
-        (32, true) => FrameData::I32(
-            le.chunks_exact(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
+        (16, false) => FrameData::U16(convert!(u16, 2)),
+        (16, true) => FrameData::I16(convert!(i16, 2)),
+        (32, false) => FrameData::U32(convert!(u32, 4)),
+        (32, true) => FrameData::I32(convert!(i32, 4)),
         (bits, _) => {
             return Err(ImagingError::Unsupported {
                 detail: format!("{bits}-bit pixel samples"),
