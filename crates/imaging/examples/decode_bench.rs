@@ -17,7 +17,11 @@ fn main() {
         std::process::exit(2);
     };
     let paths: Vec<String> = match std::fs::read_to_string(&list) {
-        Ok(text) => text.lines().filter(|l| !l.is_empty()).map(String::from).collect(),
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
         Err(e) => {
             eprintln!("cannot read {list}: {e}");
             std::process::exit(2);
@@ -31,7 +35,10 @@ fn main() {
             let decoded = dicom::open(std::path::Path::new(path)).and_then(|file| {
                 (0..file.frames()).try_fold(0u64, |sum, f| {
                     let frame = file.decode_frame(f)?;
-                    let width = frame.data.dtype().trim_start_matches(|c: char| c.is_alphabetic());
+                    let width = frame
+                        .data
+                        .dtype()
+                        .trim_start_matches(|c: char| c.is_alphabetic());
                     let bits: u64 = width.parse().unwrap_or(8);
                     Ok(sum + frame.data.len() as u64 * bits / 8)
                 })

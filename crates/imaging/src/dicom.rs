@@ -30,8 +30,8 @@ use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::header::HasLength;
+use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
@@ -123,7 +123,9 @@ pub fn open_vec(bytes: Vec<u8>) -> Result<DicomFile> {
 /// (native pixel data) or RLE Lossless, whose top-level Pixel Data is the
 /// last element. dicom-rs parses the header up to the Pixel Data; the
 /// pixel bytes stay in the file buffer. Anything else: `None`.
-fn open_with_raw_pixels(bytes: &[u8]) -> Result<Option<(DefaultDicomObject, usize, Option<usize>)>> {
+fn open_with_raw_pixels(
+    bytes: &[u8],
+) -> Result<Option<(DefaultDicomObject, usize, Option<usize>)>> {
     let Ok(Layout::Part10 { meta_start }) = detect_layout(bytes) else {
         return Ok(None);
     };
@@ -147,9 +149,14 @@ fn open_with_raw_pixels(bytes: &[u8]) -> Result<Option<(DefaultDicomObject, usiz
     let Some(syntax) = TransferSyntaxRegistry.get(&ts) else {
         return Ok(None);
     };
-    let dataset = InMemDicomObject::read_dataset_with_ts(&bytes[dataset_start..pixel.header_at], syntax)
-        .map_err(|e| read_error(&e))?;
-    Ok(Some((dataset.with_exact_meta(meta), pixel.value_at, pixel.len)))
+    let dataset =
+        InMemDicomObject::read_dataset_with_ts(&bytes[dataset_start..pixel.header_at], syntax)
+            .map_err(|e| read_error(&e))?;
+    Ok(Some((
+        dataset.with_exact_meta(meta),
+        pixel.value_at,
+        pixel.len,
+    )))
 }
 
 /// The general path: dicom-rs parses everything, pixel data included.
@@ -171,11 +178,12 @@ fn parse_all(bytes: &[u8]) -> Result<DicomFile> {
             };
             let read_as = dataset_syntax(body, 0, declared);
             check_dataset_lengths(body, 0, &read_as)?;
-            let syntax = TransferSyntaxRegistry.get(&read_as).ok_or_else(|| {
-                ImagingError::Unsupported {
-                    detail: format!("transfer syntax {read_as}"),
-                }
-            })?;
+            let syntax =
+                TransferSyntaxRegistry
+                    .get(&read_as)
+                    .ok_or_else(|| ImagingError::Unsupported {
+                        detail: format!("transfer syntax {read_as}"),
+                    })?;
             let dataset =
                 InMemDicomObject::read_dataset_with_ts(body, syntax).map_err(|e| read_error(&e))?;
             Ok(DicomFile {
@@ -186,11 +194,12 @@ fn parse_all(bytes: &[u8]) -> Result<DicomFile> {
         }
         Layout::Bare { ts } => {
             check_dataset_lengths(bytes, 0, ts)?;
-            let syntax = TransferSyntaxRegistry
-                .get(ts)
-                .ok_or_else(|| ImagingError::Unsupported {
-                    detail: format!("transfer syntax {ts}"),
-                })?;
+            let syntax =
+                TransferSyntaxRegistry
+                    .get(ts)
+                    .ok_or_else(|| ImagingError::Unsupported {
+                        detail: format!("transfer syntax {ts}"),
+                    })?;
             let dataset = InMemDicomObject::read_dataset_with_ts(bytes, syntax)
                 .map_err(|e| read_error(&e))?;
             let obj = dataset
@@ -253,8 +262,27 @@ fn is_vr(b: &[u8]) -> bool {
 fn has_short_length(vr: &[u8]) -> bool {
     matches!(
         vr,
-        b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FL" | b"FD" | b"IS" | b"LO"
-            | b"LT" | b"PN" | b"SH" | b"SL" | b"SS" | b"ST" | b"TM" | b"UI" | b"UL" | b"US"
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
     )
 }
 
@@ -275,7 +303,12 @@ impl Encoding {
     }
 
     fn u32(self, b: &[u8], at: usize) -> Option<u32> {
-        let four = [*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?];
+        let four = [
+            *b.get(at)?,
+            *b.get(at + 1)?,
+            *b.get(at + 2)?,
+            *b.get(at + 3)?,
+        ];
         Some(if self.big_endian {
             u32::from_be_bytes(four)
         } else {
@@ -337,9 +370,7 @@ fn implicit_is_sequence(tag: Tag) -> bool {
 /// implicit VR little endian. The meta keeps the declared syntax, which
 /// still selects the pixel data codec.
 fn dataset_syntax(bytes: &[u8], start: usize, declared: &str) -> String {
-    let implicit_there = bytes
-        .get(start + 4..start + 6)
-        .is_some_and(|vr| !is_vr(vr));
+    let implicit_there = bytes.get(start + 4..start + 6).is_some_and(|vr| !is_vr(vr));
     let explicit_le_family = declared != IMPLICIT_VR_LE
         && declared != EXPLICIT_VR_BE
         && declared != DEFLATED_EXPLICIT_VR_LE;
@@ -659,12 +690,22 @@ impl DicomFile {
         let element = match raw.len {
             Some(len) => {
                 let bytes = value.get(..len).ok_or_else(truncated_pixels)?;
-                let vr = if obj.element(tags::BITS_ALLOCATED).ok().and_then(|e| e.to_int::<u16>().ok()).unwrap_or(8) > 8 {
+                let vr = if obj
+                    .element(tags::BITS_ALLOCATED)
+                    .ok()
+                    .and_then(|e| e.to_int::<u16>().ok())
+                    .unwrap_or(8)
+                    > 8
+                {
                     dicom_core::VR::OW
                 } else {
                     dicom_core::VR::OB
                 };
-                dicom_core::DataElement::new(tags::PIXEL_DATA, vr, PrimitiveValue::from(bytes.to_vec()))
+                dicom_core::DataElement::new(
+                    tags::PIXEL_DATA,
+                    vr,
+                    PrimitiveValue::from(bytes.to_vec()),
+                )
             }
             None => {
                 let (table, fragments) = raw_items(value)?;
@@ -788,7 +829,8 @@ impl DicomFile {
 
     pub fn has_pixel_data(&self) -> bool {
         self.raw_pixels.is_some()
-            || self.obj.get(tags::PIXEL_DATA).is_some() || self.obj.get(tags::FLOAT_PIXEL_DATA).is_some()
+            || self.obj.get(tags::PIXEL_DATA).is_some()
+            || self.obj.get(tags::FLOAT_PIXEL_DATA).is_some()
     }
 
     /// Decodes frame `frame` (0-based). Memory: the decoded frame, plus for
@@ -812,7 +854,10 @@ impl DicomFile {
                 self.raw_rle_frame(raw, &geometry, frame)?
             }
         } else if let Some(float) = self.obj.get(tags::FLOAT_PIXEL_DATA) {
-            (self.float_frame(float.value(), &geometry, frame)?, geometry.photometric.clone())
+            (
+                self.float_frame(float.value(), &geometry, frame)?,
+                geometry.photometric.clone(),
+            )
         } else {
             let element = self.obj.get(tags::PIXEL_DATA).ok_or_else(no_image)?;
             match element.value() {
@@ -867,7 +912,12 @@ impl DicomFile {
     }
 
     /// Native little-endian samples straight from the file buffer.
-    fn raw_native_frame(&self, raw: &RawPixels, g: &Geometry, frame: u32) -> Result<(FrameData, Photometric)> {
+    fn raw_native_frame(
+        &self,
+        raw: &RawPixels,
+        g: &Geometry,
+        frame: u32,
+    ) -> Result<(FrameData, Photometric)> {
         let value = raw
             .file
             .get(raw.start..raw.start + raw.len.unwrap_or(0))
@@ -883,10 +933,20 @@ impl DicomFile {
     }
 
     /// RLE straight from the file buffer, with our decoder (all sample sizes).
-    fn raw_rle_frame(&self, raw: &RawPixels, g: &Geometry, frame: u32) -> Result<(FrameData, Photometric)> {
+    fn raw_rle_frame(
+        &self,
+        raw: &RawPixels,
+        g: &Geometry,
+        frame: u32,
+    ) -> Result<(FrameData, Photometric)> {
         let fragments = raw_fragments(&raw.file[raw.start..])?;
         let fragment: Cow<[u8]> = if fragments.len() == g.frames as usize {
-            Cow::Borrowed(fragments.get(frame as usize).copied().ok_or_else(truncated_pixels)?)
+            Cow::Borrowed(
+                fragments
+                    .get(frame as usize)
+                    .copied()
+                    .ok_or_else(truncated_pixels)?,
+            )
         } else if g.frames == 1 {
             Cow::Owned(fragments.concat())
         } else {
@@ -970,7 +1030,12 @@ impl DicomFile {
         })
     }
 
-    fn float_frame(&self, value: &Value<InMemDicomObject, Vec<u8>>, g: &Geometry, frame: u32) -> Result<FrameData> {
+    fn float_frame(
+        &self,
+        value: &Value<InMemDicomObject, Vec<u8>>,
+        g: &Geometry,
+        frame: u32,
+    ) -> Result<FrameData> {
         let Value::Primitive(PrimitiveValue::F32(v)) = value else {
             return Err(ImagingError::Unsupported {
                 detail: "this kind of floating-point pixel data".into(),
@@ -996,8 +1061,18 @@ impl DicomFile {
         if windows.is_empty() {
             // Enhanced multi-frame objects keep the window per frame.
             if let (Some(c), Some(w)) = (
-                functional_group_f64(&self.obj, frame, tags::FRAME_VOILUT_SEQUENCE, tags::WINDOW_CENTER),
-                functional_group_f64(&self.obj, frame, tags::FRAME_VOILUT_SEQUENCE, tags::WINDOW_WIDTH),
+                functional_group_f64(
+                    &self.obj,
+                    frame,
+                    tags::FRAME_VOILUT_SEQUENCE,
+                    tags::WINDOW_CENTER,
+                ),
+                functional_group_f64(
+                    &self.obj,
+                    frame,
+                    tags::FRAME_VOILUT_SEQUENCE,
+                    tags::WINDOW_WIDTH,
+                ),
             ) {
                 windows.push(WindowLevel {
                     center: c,
@@ -1018,7 +1093,12 @@ impl DicomFile {
         self.floats(tag)
             .and_then(|v| v.first().copied())
             .or_else(|| {
-                functional_group_f64(&self.obj, frame, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, tag)
+                functional_group_f64(
+                    &self.obj,
+                    frame,
+                    tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+                    tag,
+                )
             })
     }
 
@@ -1039,7 +1119,11 @@ impl DicomFile {
     }
 
     fn modality_lut(&self) -> Option<ModalityLut> {
-        let item = self.obj.get(tags::MODALITY_LUT_SEQUENCE)?.items()?.first()?;
+        let item = self
+            .obj
+            .get(tags::MODALITY_LUT_SEQUENCE)?
+            .items()?
+            .first()?;
         let (first_mapped, _bits, entries) = lut_descriptor(item)?;
         let data = lut_data(item.get(tags::LUT_DATA)?.value(), entries)?;
         Some(ModalityLut { first_mapped, data })
@@ -1050,7 +1134,8 @@ impl DicomFile {
             return None;
         }
         let obj: &InMemDicomObject = &self.obj;
-        let (first_mapped, bits, entries) = palette_descriptor(obj, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR)?;
+        let (first_mapped, bits, entries) =
+            palette_descriptor(obj, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR)?;
         let channel = |tag| lut_data(obj.get(tag)?.value(), entries);
         Some(Palette {
             first_mapped,
@@ -1085,7 +1170,11 @@ fn palette_descriptor(obj: &InMemDicomObject, tag: Tag) -> Option<(i32, u16, usi
 fn descriptor_at(obj: &InMemDicomObject, tag: Tag) -> Option<(i32, u16, usize)> {
     let v: Vec<i32> = obj.get(tag)?.to_multi_int().ok()?;
     let [entries, first, bits] = v.get(..3)?.try_into().ok()?;
-    let entries = if entries == 0 { 65536 } else { entries as u16 as usize };
+    let entries = if entries == 0 {
+        65536
+    } else {
+        entries as u16 as usize
+    };
     // The first mapped value's VR may be US or SS; a negative read means SS.
     Some((first, u16::try_from(bits).ok()?, entries))
 }
@@ -1098,15 +1187,27 @@ fn lut_data(value: &Value<InMemDicomObject, Vec<u8>>, entries: usize) -> Option<
     };
     let words: Vec<u16> = match p {
         PrimitiveValue::U16(v) => v.to_vec(),
-        PrimitiveValue::U8(v) => v.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect(),
+        PrimitiveValue::U8(v) => v
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect(),
         PrimitiveValue::I16(v) => v.iter().map(|&x| x as u16).collect(),
-        _ => p.to_multi_int::<i32>().ok()?.into_iter().map(|x| x as u16).collect(),
+        _ => p
+            .to_multi_int::<i32>()
+            .ok()?
+            .into_iter()
+            .map(|x| x as u16)
+            .collect(),
     };
     if words.len() >= entries {
         return Some(words[..entries].to_vec());
     }
     if words.len() * 2 >= entries {
-        let unpacked: Vec<u16> = words.iter().flat_map(|w| [w & 0xFF, w >> 8]).take(entries).collect();
+        let unpacked: Vec<u16> = words
+            .iter()
+            .flat_map(|w| [w & 0xFF, w >> 8])
+            .take(entries)
+            .collect();
         return Some(unpacked);
     }
     None
@@ -1144,13 +1245,23 @@ pub(crate) struct Geometry {
 impl Geometry {
     fn read(file: &DicomFile) -> Result<Self> {
         let missing = |what: &str| corrupt(&format!("the image header lacks {what}"));
-        let rows = file.rows().filter(|&r| r > 0).ok_or_else(|| missing("Rows"))?;
-        let columns = file.columns().filter(|&c| c > 0).ok_or_else(|| missing("Columns"))?;
-        let bits_allocated = file.bits_allocated().ok_or_else(|| missing("Bits Allocated"))?;
+        let rows = file
+            .rows()
+            .filter(|&r| r > 0)
+            .ok_or_else(|| missing("Rows"))?;
+        let columns = file
+            .columns()
+            .filter(|&c| c > 0)
+            .ok_or_else(|| missing("Columns"))?;
+        let bits_allocated = file
+            .bits_allocated()
+            .ok_or_else(|| missing("Bits Allocated"))?;
         let bits_stored = file.int(tags::BITS_STORED).unwrap_or(bits_allocated);
         let samples_per_pixel = file.samples_per_pixel().unwrap_or(1);
         if !matches!(samples_per_pixel, 1 | 3 | 4) {
-            return Err(corrupt("the image has an impossible number of samples per pixel"));
+            return Err(corrupt(
+                "the image has an impossible number of samples per pixel",
+            ));
         }
         let photometric = Photometric::from(
             file.photometric()
@@ -1441,7 +1552,10 @@ struct J2kSiz {
 fn j2k_siz(codestream: &[u8]) -> Option<J2kSiz> {
     // SOC (FF4F) is followed directly by SIZ (FF51); a JP2 wrapper puts
     // boxes first, so search for the pair.
-    let at = codestream.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])? + 2;
+    let at = codestream
+        .windows(4)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?
+        + 2;
     // Marker, Lsiz, Rsiz, 8 × 32-bit sizes, Csiz: the first Ssiz is at +40.
     let ssiz = *codestream.get(at + 40)?;
     Some(J2kSiz {
@@ -1487,7 +1601,8 @@ fn pixel_error(e: &dicom_pixeldata::Error) -> ImagingError {
         source = err.source();
     }
     if lower.contains("sampleprecision(12)") {
-        // jpeg-decoder (pure Rust) has no 12-bit DCT; see the crate README.
+        // jpeg-decoder (pure Rust) has no 12-bit DCT: tests/dicom_corpus.rs
+        // lists this as a known gap.
         return ImagingError::Unsupported {
             detail: "12-bit lossy JPEG (JPEG Extended) compression".into(),
         };
@@ -1497,7 +1612,11 @@ fn pixel_error(e: &dicom_pixeldata::Error) -> ImagingError {
             detail: "this file's compression (transfer syntax) cannot be decoded".into(),
         };
     }
-    if lower.contains("out of range") || lower.contains("eof") || lower.contains("end of") || lower.contains("truncat") {
+    if lower.contains("out of range")
+        || lower.contains("eof")
+        || lower.contains("end of")
+        || lower.contains("truncat")
+    {
         return ImagingError::Truncated {
             what: "pixel data".into(),
         };

@@ -100,7 +100,10 @@ pub enum Window {
     FromFile,
     Preset(CtPreset),
     /// Centre and width in modality units (HU for CT), LINEAR function.
-    Explicit { center: f64, width: f64 },
+    Explicit {
+        center: f64,
+        width: f64,
+    },
     /// The frame's full range.
     MinMax,
 }
@@ -250,7 +253,9 @@ fn min_max_window(values: &[f32]) -> Vec<u8> {
     let (lo, hi) = values
         .iter()
         .filter(|v| v.is_finite())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
     if lo > hi {
         return vec![0; values.len()];
     }
@@ -260,7 +265,11 @@ fn min_max_window(values: &[f32]) -> Vec<u8> {
     }
     values
         .iter()
-        .map(|&v| ((f64::from(v - lo)) / range * 255.0).round().clamp(0.0, 255.0) as u8)
+        .map(|&v| {
+            ((f64::from(v - lo)) / range * 255.0)
+                .round()
+                .clamp(0.0, 255.0) as u8
+        })
         .collect()
 }
 
@@ -277,9 +286,12 @@ pub fn to_display(frame: &Frame, window: Window) -> Result<Plane> {
         });
     }
     if frame.photometric == Photometric::PaletteColor {
-        let palette = frame.palette.as_ref().ok_or_else(|| ImagingError::Corrupt {
-            detail: "a palette colour image without its palette".into(),
-        })?;
+        let palette = frame
+            .palette
+            .as_ref()
+            .ok_or_else(|| ImagingError::Corrupt {
+                detail: "a palette colour image without its palette".into(),
+            })?;
         return Ok(Plane {
             width,
             height,
@@ -357,7 +369,11 @@ fn colour_to_8bit(data: &FrameData, bits_stored: u16, samples: usize) -> Vec<u8>
     }
     let top = ((1u64 << bits_stored.clamp(1, 32)) - 1) as f64;
     (0..samples)
-        .map(|i| (data.get_f64(i).unwrap_or(0.0) / top * 255.0).round().clamp(0.0, 255.0) as u8)
+        .map(|i| {
+            (data.get_f64(i).unwrap_or(0.0) / top * 255.0)
+                .round()
+                .clamp(0.0, 255.0) as u8
+        })
         .collect()
 }
 
@@ -372,7 +388,8 @@ pub fn fit_size(
     max_height: u32,
 ) -> (u32, u32) {
     let (mut w, mut h) = (f64::from(width.max(1)), f64::from(height.max(1)));
-    if let Some([row, col]) = pixel_spacing.filter(|s| s.iter().all(|v| v.is_finite() && *v > 0.0)) {
+    if let Some([row, col]) = pixel_spacing.filter(|s| s.iter().all(|v| v.is_finite() && *v > 0.0))
+    {
         // Stretch the shorter-spaced axis so both read in millimetres.
         if col > row {
             w *= col / row;

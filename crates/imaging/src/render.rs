@@ -19,7 +19,12 @@ pub struct Rendered {
 /// Renders frame `frame` of a DICOM file: `window` for grey images, colour
 /// converted to RGB, scaled down (area average) to fit `max_size × max_size`
 /// with the physical aspect ratio (Pixel Spacing) kept; never enlarged.
-pub fn render_dicom_png(path: &Path, frame: u32, window: Window, max_size: u32) -> Result<Rendered> {
+pub fn render_dicom_png(
+    path: &Path,
+    frame: u32,
+    window: Window,
+    max_size: u32,
+) -> Result<Rendered> {
     let file = dicom::open(path)?;
     render_dicom_file(&file, frame, window, max_size)
 }

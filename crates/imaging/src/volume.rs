@@ -98,9 +98,11 @@ pub fn build_volumes(paths: &[PathBuf]) -> Result<Vec<Volume>> {
     let mut series: BTreeMap<String, Vec<Slice>> = BTreeMap::new();
     for path in paths {
         let file = dicom::open(path)?;
-        let uid = file.series_instance_uid().ok_or_else(|| ImagingError::Corrupt {
-            detail: "a slice has no Series Instance UID".into(),
-        })?;
+        let uid = file
+            .series_instance_uid()
+            .ok_or_else(|| ImagingError::Corrupt {
+                detail: "a slice has no Series Instance UID".into(),
+            })?;
         series.entry(uid).or_default().push(slice_of(path, file)?);
     }
     series
@@ -114,7 +116,10 @@ pub fn build_volume(paths: &[PathBuf]) -> Result<Volume> {
     let mut volumes = build_volumes(paths)?;
     if volumes.len() != 1 {
         return Err(ImagingError::Unsupported {
-            detail: format!("{} series given where one volume was expected", volumes.len()),
+            detail: format!(
+                "{} series given where one volume was expected",
+                volumes.len()
+            ),
         });
     }
     volumes.pop().ok_or(ImagingError::Empty)
@@ -139,7 +144,9 @@ fn slice_of(path: &Path, file: DicomFile) -> Result<Slice> {
             .ok_or_else(|| missing("Image Orientation (Patient)"))?,
         rows: file.rows().ok_or_else(|| missing("Rows"))?,
         columns: file.columns().ok_or_else(|| missing("Columns"))?,
-        pixel_spacing: file.pixel_spacing().ok_or_else(|| missing("Pixel Spacing"))?,
+        pixel_spacing: file
+            .pixel_spacing()
+            .ok_or_else(|| missing("Pixel Spacing"))?,
         file,
     })
 }
@@ -165,8 +172,12 @@ pub fn slice_normal(orientation: [f64; 6]) -> [f64; 3] {
 
 fn assemble(series_uid: String, mut slices: Vec<Slice>) -> Result<Volume> {
     let first = slices.first().ok_or(ImagingError::Empty)?;
-    let (orientation, rows, columns, pixel_spacing) =
-        (first.orientation, first.rows, first.columns, first.pixel_spacing);
+    let (orientation, rows, columns, pixel_spacing) = (
+        first.orientation,
+        first.rows,
+        first.columns,
+        first.pixel_spacing,
+    );
     for s in &slices {
         let same_plane = s
             .orientation
@@ -220,9 +231,13 @@ fn assemble(series_uid: String, mut slices: Vec<Slice>) -> Result<Volume> {
             });
         }
         let values = pixel::modality_values(&frame);
-        data.extend_from_slice(values.get(..per_slice).ok_or_else(|| ImagingError::Truncated {
-            what: "pixel data".into(),
-        })?);
+        data.extend_from_slice(
+            values
+                .get(..per_slice)
+                .ok_or_else(|| ImagingError::Truncated {
+                    what: "pixel data".into(),
+                })?,
+        );
         slice_paths.push(s.path);
     }
     Ok(Volume {

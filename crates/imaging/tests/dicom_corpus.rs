@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use imaging::dicom;
 use serde_json::Value;
@@ -41,7 +41,9 @@ const KNOWN_GAPS: &[(&str, &str)] = &[(
 fn corpus_dir() -> Option<PathBuf> {
     let root = std::env::var_os("MEDVISION_FIXTURES")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/medvision/fixtures")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/medvision/fixtures"))
+        })?;
     let dir = root.join("pydicom-3.0.2/pydicom/data/test_files");
     dir.is_dir().then_some(dir)
 }
@@ -56,7 +58,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Decodes every frame, comparing with pydicom; returns what differs.
-fn check_decodes(path: &PathBuf, want: &Value) -> Result<(), String> {
+fn check_decodes(path: &Path, want: &Value) -> Result<(), String> {
     let file = dicom::open(path).map_err(|e| format!("open failed: {e}"))?;
     let frames = want["frames"].as_u64().unwrap_or(0) as u32;
     if file.frames() != frames {
@@ -64,23 +66,35 @@ fn check_decodes(path: &PathBuf, want: &Value) -> Result<(), String> {
     }
     let lossy = want["lossy"].as_bool().unwrap_or(false);
     for f in 0..frames {
-        let frame = file.decode_frame(f).map_err(|e| format!("frame {f}: {e}"))?;
+        let frame = file
+            .decode_frame(f)
+            .map_err(|e| format!("frame {f}: {e}"))?;
         if frame.data.dtype() != want["dtype"].as_str().unwrap_or("") {
-            return Err(format!("dtype {} vs pydicom {}", frame.data.dtype(), want["dtype"]));
+            return Err(format!(
+                "dtype {} vs pydicom {}",
+                frame.data.dtype(),
+                want["dtype"]
+            ));
         }
-        let samples = usize::try_from(frame.rows * frame.columns).unwrap() * usize::from(frame.samples_per_pixel);
+        let samples =
+            (frame.rows as usize * frame.columns as usize) * usize::from(frame.samples_per_pixel);
         if frame.data.len() != samples {
             return Err(format!("{} samples, expected {samples}", frame.data.len()));
         }
         let sha = sha256_hex(&frame.data.to_le_bytes());
         if !lossy {
             if sha != want["frame_sha256"][f as usize].as_str().unwrap_or("") {
-                return Err(format!("frame {f}: sha256 differs from pydicom's (lossless)"));
+                return Err(format!(
+                    "frame {f}: sha256 differs from pydicom's (lossless)"
+                ));
             }
             continue;
         }
         let step = want["sample_step"].as_u64().unwrap_or(1) as usize;
-        let reference = want["frame_samples"][f as usize].as_array().cloned().unwrap_or_default();
+        let reference = want["frame_samples"][f as usize]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let (mut sum, mut max) = (0.0f64, 0.0f64);
         for (k, r) in reference.iter().enumerate() {
             let ours = frame.data.get_f64(k * step).unwrap_or(f64::NAN);
@@ -90,7 +104,9 @@ fn check_decodes(path: &PathBuf, want: &Value) -> Result<(), String> {
         }
         let mean = sum / reference.len().max(1) as f64;
         if !(mean <= LOSSY_MEAN_ABS && max <= LOSSY_MAX_ABS) {
-            return Err(format!("frame {f}: lossy difference mean {mean:.3}, max {max}"));
+            return Err(format!(
+                "frame {f}: lossy difference mean {mean:.3}, max {max}"
+            ));
         }
     }
     Ok(())
@@ -98,10 +114,9 @@ fn check_decodes(path: &PathBuf, want: &Value) -> Result<(), String> {
 
 /// A file pydicom refuses must not decode silently here (or be a listed
 /// exception); an error must read like one for the uploader.
-fn check_refused(path: &PathBuf, name: &str) -> Result<String, String> {
-    let outcome = dicom::open(path).and_then(|f| {
-        (0..f.frames()).try_for_each(|i| f.decode_frame(i).map(|_| ()))
-    });
+fn check_refused(path: &Path, name: &str) -> Result<String, String> {
+    let outcome = dicom::open(path)
+        .and_then(|f| (0..f.frames()).try_for_each(|i| f.decode_frame(i).map(|_| ())));
     match outcome {
         Err(e) => {
             let text = e.to_string();
@@ -110,7 +125,11 @@ fn check_refused(path: &PathBuf, name: &str) -> Result<String, String> {
             }
             Ok(text)
         }
-        Ok(()) if DECODED_THOUGH_PYDICOM_REFUSES.iter().any(|(n, _)| *n == name) => {
+        Ok(())
+            if DECODED_THOUGH_PYDICOM_REFUSES
+                .iter()
+                .any(|(n, _)| *n == name) =>
+        {
             Ok("decoded (listed exception)".into())
         }
         Ok(()) => Err("decoded although pydicom refuses it".into()),
@@ -157,7 +176,10 @@ fn pydicom_corpus_decodes_like_pydicom() {
                 }
             }
             Ok(Err(why)) => {
-                failures.insert(name.clone(), format!("[{}] {why}", want["transfer_syntax"].as_str().unwrap_or("")));
+                failures.insert(
+                    name.clone(),
+                    format!("[{}] {why}", want["transfer_syntax"].as_str().unwrap_or("")),
+                );
             }
             Err(_) => {
                 failures.insert(name.clone(), "PANICKED".into());
@@ -170,7 +192,11 @@ fn pydicom_corpus_decodes_like_pydicom() {
         "{} of {} files differ from pydicom:\n{}",
         failures.len(),
         files.len(),
-        failures.iter().map(|(k, v)| format!("  {k}: {v}")).collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .map(|(k, v)| format!("  {k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert_eq!(
         decoded + KNOWN_GAPS.len(),

@@ -17,8 +17,12 @@ use sha2::{Digest, Sha256};
 fn corpus_file(name: &str) -> Option<PathBuf> {
     let root = std::env::var_os("MEDVISION_FIXTURES")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/medvision/fixtures")))?;
-    let path = root.join("pydicom-3.0.2/pydicom/data/test_files").join(name);
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/medvision/fixtures"))
+        })?;
+    let path = root
+        .join("pydicom-3.0.2/pydicom/data/test_files")
+        .join(name);
     if path.is_file() {
         Some(path)
     } else {
@@ -49,7 +53,12 @@ fn presets_parse_print_and_carry_the_department_values() {
 fn linear_window_follows_ps3_3_c_11_2_1_2() {
     // Brain 40/80: x ≤ c − 0.5 − (w−1)/2 = 0 → 0; x > c − 0.5 + (w−1)/2 = 79
     // → 255; x = 40 → ((40 − 39.5)/79 + 0.5) × 255 = 129.11 → 129.
-    let out = apply_window(&[-1000.0, 0.0, 0.5, 40.0, 79.0, 79.5, 3000.0], 40.0, 80.0, VoiLutFunction::Linear);
+    let out = apply_window(
+        &[-1000.0, 0.0, 0.5, 40.0, 79.0, 79.5, 3000.0],
+        40.0,
+        80.0,
+        VoiLutFunction::Linear,
+    );
     assert_eq!(out[0], 0);
     assert_eq!(out[1], 0);
     // 0.5 is above 0: ((0.5 − 39.5)/79 + 0.5) × 255 = 1.61 → 2.
@@ -64,7 +73,12 @@ fn linear_window_follows_ps3_3_c_11_2_1_2() {
 #[test]
 fn linear_exact_and_sigmoid_windows() {
     // LINEAR_EXACT 40/80: 0 → 0, 80 → 255, 40 → 127.5 → 128, 60 → 191.25 → 191.
-    let exact = apply_window(&[0.0, 40.0, 60.0, 80.0], 40.0, 80.0, VoiLutFunction::LinearExact);
+    let exact = apply_window(
+        &[0.0, 40.0, 60.0, 80.0],
+        40.0,
+        80.0,
+        VoiLutFunction::LinearExact,
+    );
     assert_eq!(exact, vec![0, 128, 191, 255]);
     // SIGMOID: 255 / (1 + e^(−4(x−c)/w)); at c → 127.5 → 128; at c + w/2 →
     // 255/(1 + e^−2) = 224.6 → 225; at c − w/2 → 255/(1 + e^2) = 30.4 → 30.
@@ -81,13 +95,16 @@ fn slice(photometric: &str, window: Option<(f64, f64)>) -> dicom::DicomFile {
         window,
         ..CtSlice::default()
     });
-    dicom::open_bytes(&to_bytes(&obj)).unwrap()
+    dicom::open_bytes(&to_bytes(&obj)).expect("the synthetic slice opens")
 }
 
 #[test]
 fn modality_lut_gives_hounsfield_units_and_presets_window_them() {
     let frame = slice("MONOCHROME2", None).decode_frame(0).unwrap();
-    assert_eq!(&imaging::pixel::modality_values(&frame)[..4], &[-1000.0, 0.0, 40.0, 1000.0]);
+    assert_eq!(
+        &imaging::pixel::modality_values(&frame)[..4],
+        &[-1000.0, 0.0, 40.0, 1000.0]
+    );
     let brain = to_display(&frame, Window::Preset(CtPreset::Brain)).unwrap();
     assert_eq!(brain.channels, Channels::Grey);
     assert_eq!(&brain.data[..4], &[0, 0, 129, 255]);
@@ -100,8 +117,12 @@ fn modality_lut_gives_hounsfield_units_and_presets_window_them() {
 
 #[test]
 fn window_from_file_is_used_and_monochrome1_is_inverted() {
-    let mono2 = slice("MONOCHROME2", Some((40.0, 80.0))).decode_frame(0).unwrap();
-    let mono1 = slice("MONOCHROME1", Some((40.0, 80.0))).decode_frame(0).unwrap();
+    let mono2 = slice("MONOCHROME2", Some((40.0, 80.0)))
+        .decode_frame(0)
+        .unwrap();
+    let mono1 = slice("MONOCHROME1", Some((40.0, 80.0)))
+        .decode_frame(0)
+        .unwrap();
     let a = to_display(&mono2, Window::FromFile).unwrap();
     let b = to_display(&mono1, Window::FromFile).unwrap();
     assert_eq!(&a.data[..4], &[0, 0, 129, 255]);
@@ -145,10 +166,14 @@ fn resample_averages_areas_when_shrinking() {
 
 #[test]
 fn palette_colour_matches_pydicom_apply_color_lut() {
-    let Some(path) = corpus_file("examples_palette.dcm") else { return };
+    let Some(path) = corpus_file("examples_palette.dcm") else {
+        return;
+    };
     let expected: serde_json::Value =
         serde_json::from_str(include_str!("fixtures/pydicom_expected.json")).unwrap();
-    let want = expected["files"]["examples_palette.dcm"]["palette_rgb8_sha256"].as_str().unwrap();
+    let want = expected["files"]["examples_palette.dcm"]["palette_rgb8_sha256"]
+        .as_str()
+        .unwrap();
     let frame = dicom::open(&path).unwrap().decode_frame(0).unwrap();
     let plane = to_display(&frame, Window::FromFile).unwrap();
     assert_eq!(plane.channels, Channels::Rgb);
@@ -157,17 +182,32 @@ fn palette_colour_matches_pydicom_apply_color_lut() {
 
 #[test]
 fn rendered_png_decodes_to_the_fitted_size() {
-    let Some(path) = corpus_file("CT_small.dcm") else { return };
+    let Some(path) = corpus_file("CT_small.dcm") else {
+        return;
+    };
     let rendered = render_dicom_png(&path, 0, Window::Preset(CtPreset::Abdomen), 48).unwrap();
     assert_eq!((rendered.width, rendered.height), (48, 48));
     let decoder = png::Decoder::new(std::io::Cursor::new(rendered.png));
     let reader = decoder.read_info().unwrap();
     let info = reader.info();
-    assert_eq!((info.width, info.height, info.color_type), (48, 48, png::ColorType::Grayscale));
+    assert_eq!(
+        (info.width, info.height, info.color_type),
+        (48, 48, png::ColorType::Grayscale)
+    );
     // Colour stays colour.
-    let Some(rgb) = corpus_file("SC_rgb_small_odd.dcm") else { return };
+    let Some(rgb) = corpus_file("SC_rgb_small_odd.dcm") else {
+        return;
+    };
     let rendered = render_dicom_png(&rgb, 0, Window::FromFile, 512).unwrap();
-    let reader = png::Decoder::new(std::io::Cursor::new(rendered.png)).read_info().unwrap();
+    let reader = png::Decoder::new(std::io::Cursor::new(rendered.png))
+        .read_info()
+        .unwrap();
     assert_eq!(reader.info().color_type, png::ColorType::Rgb);
-    assert!(plane_to_png(&Plane { width: 2, height: 2, channels: Channels::Grey, data: vec![0; 3] }).is_err());
+    assert!(plane_to_png(&Plane {
+        width: 2,
+        height: 2,
+        channels: Channels::Grey,
+        data: vec![0; 3]
+    })
+    .is_err());
 }

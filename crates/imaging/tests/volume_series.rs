@@ -17,7 +17,12 @@ fn oblique() -> [f64; 6] {
 
 /// Writes `positions.len()` slices into a temp dir in the order given; the
 /// stored value of every pixel of slice `n` (in geometric order) is `n`.
-fn write_series(dir: &std::path::Path, series: &str, offsets_mm: &[f64], write_order: &[usize]) -> Vec<PathBuf> {
+fn write_series(
+    dir: &std::path::Path,
+    series: &str,
+    offsets_mm: &[f64],
+    write_order: &[usize],
+) -> Vec<PathBuf> {
     let orientation = oblique();
     let normal = slice_normal(orientation);
     let origin = [-100.0, 50.0, 20.0];
@@ -38,7 +43,7 @@ fn write_series(dir: &std::path::Path, series: &str, offsets_mm: &[f64], write_o
                 ..CtSlice::default()
             });
             let path = dir.join(format!("{series}-{n}.dcm"));
-            std::fs::write(&path, to_bytes(&obj)).unwrap();
+            std::fs::write(&path, to_bytes(&obj)).expect("temp dir is writable");
             path
         })
         .collect()
@@ -46,7 +51,7 @@ fn write_series(dir: &std::path::Path, series: &str, offsets_mm: &[f64], write_o
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("imaging-volume-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("temp dir is writable");
     dir
 }
 
@@ -78,7 +83,10 @@ fn shuffled_oblique_series_is_sorted_along_the_normal_with_its_spacing() {
     }
     let step = v.voxel_to_patient([1.0, 0.0, 0.0]);
     let origin = v.voxel_to_patient([0.0, 0.0, 0.0]);
-    let moved: f64 = (0..3).map(|a| (step[a] - origin[a]).powi(2)).sum::<f64>().sqrt();
+    let moved: f64 = (0..3)
+        .map(|a| (step[a] - origin[a]).powi(2))
+        .sum::<f64>()
+        .sqrt();
     assert!((moved - 0.8).abs() < 1e-9);
     std::fs::remove_dir_all(dir).ok();
 }
@@ -103,9 +111,15 @@ fn files_are_grouped_by_series_uid() {
     let mut paths = write_series(&dir, "1.2.3.3", &[0.0, 1.0, 2.0], &[2, 1, 0]);
     paths.extend(write_series(&dir, "1.2.3.4", &[0.0, 3.0], &[1, 0]));
     let volumes = build_volumes(&paths).unwrap();
-    let summary: Vec<(String, usize)> = volumes.iter().map(|v| (v.series_uid.clone(), v.dims[2])).collect();
+    let summary: Vec<(String, usize)> = volumes
+        .iter()
+        .map(|v| (v.series_uid.clone(), v.dims[2]))
+        .collect();
     assert_eq!(summary, vec![("1.2.3.3".into(), 3), ("1.2.3.4".into(), 2)]);
-    assert!(build_volume(&paths).is_err(), "two series are not one volume");
+    assert!(
+        build_volume(&paths).is_err(),
+        "two series are not one volume"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -50,8 +50,12 @@ fn decode_planes(fragment: &[u8], g: &Geometry) -> Result<Vec<u8>> {
     let segments = usize::from(g.samples_per_pixel) * usize::from(g.bits_allocated / 8);
     let header = fragment.get(..64).ok_or_else(truncated)?;
     let word = |i: usize| {
-        u32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]])
-            as usize
+        u32::from_le_bytes([
+            header[4 * i],
+            header[4 * i + 1],
+            header[4 * i + 2],
+            header[4 * i + 3],
+        ]) as usize
     };
     if segments == 0 || segments > 15 || word(0) != segments {
         return Err(corrupt("the RLE header does not match the image"));

@@ -51,16 +51,46 @@ pub fn ct_slice(s: &CtSlice) -> FileDicomObject<InMemDicomObject> {
     let put = |obj: &mut InMemDicomObject, tag, vr, value: PrimitiveValue| {
         obj.put(DataElement::new(tag, vr, value));
     };
-    put(&mut obj, tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE.into());
+    put(
+        &mut obj,
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        uids::CT_IMAGE_STORAGE.into(),
+    );
     put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, s.sop_uid.into());
-    put(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1125.9".into());
-    put(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, s.series_uid.into());
+    put(
+        &mut obj,
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        "1.2.826.0.1.3680043.2.1125.9".into(),
+    );
+    put(
+        &mut obj,
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        s.series_uid.into(),
+    );
     put(&mut obj, tags::MODALITY, VR::CS, "CT".into());
-    put(&mut obj, tags::IMAGE_POSITION_PATIENT, VR::DS, ds(&s.position));
-    put(&mut obj, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, ds(&s.orientation));
+    put(
+        &mut obj,
+        tags::IMAGE_POSITION_PATIENT,
+        VR::DS,
+        ds(&s.position),
+    );
+    put(
+        &mut obj,
+        tags::IMAGE_ORIENTATION_PATIENT,
+        VR::DS,
+        ds(&s.orientation),
+    );
     put(&mut obj, tags::PIXEL_SPACING, VR::DS, ds(&s.pixel_spacing));
     put(&mut obj, tags::SAMPLES_PER_PIXEL, VR::US, 1u16.into());
-    put(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, s.photometric.into());
+    put(
+        &mut obj,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        s.photometric.into(),
+    );
     put(&mut obj, tags::ROWS, VR::US, s.rows.into());
     put(&mut obj, tags::COLUMNS, VR::US, s.columns.into());
     put(&mut obj, tags::BITS_ALLOCATED, VR::US, 16u16.into());
@@ -68,7 +98,12 @@ pub fn ct_slice(s: &CtSlice) -> FileDicomObject<InMemDicomObject> {
     put(&mut obj, tags::HIGH_BIT, VR::US, 15u16.into());
     put(&mut obj, tags::PIXEL_REPRESENTATION, VR::US, 1u16.into());
     put(&mut obj, tags::RESCALE_SLOPE, VR::DS, ds(&[s.slope]));
-    put(&mut obj, tags::RESCALE_INTERCEPT, VR::DS, ds(&[s.intercept]));
+    put(
+        &mut obj,
+        tags::RESCALE_INTERCEPT,
+        VR::DS,
+        ds(&[s.intercept]),
+    );
     if let Some((c, w)) = s.window {
         put(&mut obj, tags::WINDOW_CENTER, VR::DS, ds(&[c]));
         put(&mut obj, tags::WINDOW_WIDTH, VR::DS, ds(&[w]));
