@@ -80,10 +80,12 @@ impl Volume {
     }
 }
 
-/// What sorting needs from each slice, read once from its header.
+/// What sorting needs from each slice, read once from its header. The file
+/// itself is not kept: slices are decoded one at a time when the volume is
+/// filled, so memory is the volume plus one file, not the whole series.
 struct Slice {
     path: PathBuf,
-    file: DicomFile,
+    thickness: Option<f64>,
     position: [f64; 3],
     orientation: [f64; 6],
     rows: u32,
@@ -103,7 +105,7 @@ pub fn build_volumes(paths: &[PathBuf]) -> Result<Vec<Volume>> {
             .ok_or_else(|| ImagingError::Corrupt {
                 detail: "a slice has no Series Instance UID".into(),
             })?;
-        series.entry(uid).or_default().push(slice_of(path, file)?);
+        series.entry(uid).or_default().push(slice_of(path, &file)?);
     }
     series
         .into_iter()
@@ -125,7 +127,7 @@ pub fn build_volume(paths: &[PathBuf]) -> Result<Volume> {
     volumes.pop().ok_or(ImagingError::Empty)
 }
 
-fn slice_of(path: &Path, file: DicomFile) -> Result<Slice> {
+fn slice_of(path: &Path, file: &DicomFile) -> Result<Slice> {
     let missing = |what: &str| ImagingError::Corrupt {
         detail: format!("a slice lacks {what}, so it cannot be placed in a volume"),
     };
@@ -147,7 +149,7 @@ fn slice_of(path: &Path, file: DicomFile) -> Result<Slice> {
         pixel_spacing: file
             .pixel_spacing()
             .ok_or_else(|| missing("Pixel Spacing"))?,
-        file,
+        thickness: file.slice_thickness(),
     })
 }
 
@@ -224,7 +226,7 @@ fn assemble(series_uid: String, mut slices: Vec<Slice>) -> Result<Volume> {
     let mut data = Vec::with_capacity(per_slice * n);
     let mut slice_paths = Vec::with_capacity(n);
     for s in slices {
-        let frame = s.file.decode_frame(0)?;
+        let frame = dicom::open(&s.path)?.decode_frame(0)?;
         if frame.samples_per_pixel != 1 {
             return Err(ImagingError::Unsupported {
                 detail: "colour images as volume slices".into(),
@@ -252,7 +254,7 @@ fn assemble(series_uid: String, mut slices: Vec<Slice>) -> Result<Volume> {
 }
 
 fn first_thickness(slices: &[Slice]) -> Option<f64> {
-    slices.first()?.file.slice_thickness().filter(|t| *t > 0.0)
+    slices.first()?.thickness.filter(|t| *t > 0.0)
 }
 
 /// Gap statistics; a single slice takes its Slice Thickness (or 1 mm).

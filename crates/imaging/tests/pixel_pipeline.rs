@@ -7,9 +7,9 @@ mod dicom_synth;
 use std::path::PathBuf;
 
 use dicom_synth::{ct_slice, to_bytes, CtSlice};
-use imaging::dicom::{self, VoiLutFunction};
+use imaging::dicom::{self, VoiLut, VoiLutFunction};
 use imaging::pixel::{
-    apply_window, fit_size, resample, to_display, Channels, CtPreset, Plane, Window,
+    apply_voi_lut, apply_window, fit_size, resample, to_display, Channels, CtPreset, Plane, Window,
 };
 use imaging::render::{plane_to_png, render_dicom_png};
 use sha2::{Digest, Sha256};
@@ -210,4 +210,18 @@ fn rendered_png_decodes_to_the_fitted_size() {
         data: vec![0; 3]
     })
     .is_err());
+}
+
+#[test]
+fn voi_lut_table_clamps_below_and_above_and_scales_to_8_bits() {
+    // A 12-bit table of 4 entries starting at input 100.
+    let lut = VoiLut {
+        min_pixel_value: 100,
+        bits_stored: 12,
+        data: vec![0, 1365, 2730, 4095],
+        explanation: None,
+    };
+    let out = apply_voi_lut(&[-5.0, 100.0, 101.0, 102.0, 103.0, 5000.0], &lut);
+    // 1365/4095 × 255 = 85, 2730/4095 × 255 = 170.
+    assert_eq!(out, vec![0, 0, 85, 170, 255, 255]);
 }
