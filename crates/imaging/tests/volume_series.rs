@@ -131,3 +131,79 @@ fn duplicate_positions_are_refused() {
     assert!(err.to_string().contains("share a position"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Real series from pydicom's corpus (dicomdirtests) against the order,
+/// gaps and values pydicom gives (tests/fixtures/gen_pydicom_expected.py).
+#[test]
+fn corpus_series_match_pydicom() {
+    use sha2::{Digest, Sha256};
+    let root = std::env::var_os("MEDVISION_FIXTURES")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/medvision/fixtures"))
+        })
+        .map(|r| r.join("pydicom-3.0.2/pydicom/data/test_files"));
+    let Some(root) = root.filter(|r| r.is_dir()) else {
+        eprintln!("SKIPPED: pydicom test corpus not found; run scripts/fixtures.sh");
+        return;
+    };
+    let expected: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/pydicom_expected.json")).unwrap();
+    let volumes = expected["volumes"].as_object().unwrap();
+    assert!(volumes.len() >= 3);
+    for (folder, want) in volumes {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(root.join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        let built = build_volume(&paths);
+        if want["status"] == "refused" {
+            let err = built.expect_err(folder);
+            assert!(err.to_string().contains("orientation"), "{folder}: {err}");
+            continue;
+        }
+        let v = built.unwrap();
+        let order: Vec<String> = v
+            .slice_paths
+            .iter()
+            .map(|p| {
+                p.strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let want_order: Vec<String> = serde_json::from_value(want["order"].clone()).unwrap();
+        assert_eq!(order, want_order, "{folder}");
+        let dims: Vec<usize> = serde_json::from_value(want["dims"].clone()).unwrap();
+        assert_eq!(v.dims.to_vec(), dims, "{folder}");
+        let gaps: Vec<f64> = serde_json::from_value(want["gaps"].clone()).unwrap();
+        assert_eq!(v.slice_spacing.gaps.len(), gaps.len());
+        for (a, b) in v.slice_spacing.gaps.iter().zip(&gaps) {
+            assert!(
+                (a - b).abs() < 1e-4,
+                "{folder}: gaps {:?} vs {gaps:?}",
+                v.slice_spacing.gaps
+            );
+        }
+        let uniform = gaps
+            .iter()
+            .all(|g| (g - gaps[0]).abs() < 0.01 * gaps[0].abs().max(1.0));
+        assert_eq!(v.slice_spacing.uniform, uniform, "{folder}");
+        let first: Vec<f64> = serde_json::from_value(want["first_position"].clone()).unwrap();
+        let origin = v.voxel_to_patient([0.0, 0.0, 0.0]);
+        for a in 0..3 {
+            assert!(
+                (origin[a] - first[a]).abs() < 1e-4,
+                "{folder}: origin {origin:?}"
+            );
+        }
+        let bytes: Vec<u8> = v.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            want["sha256"].as_str().unwrap(),
+            "{folder}"
+        );
+    }
+}
