@@ -467,13 +467,15 @@ pub fn deidentify(obj: &mut DefaultDicomObject, cfg: &DeidConfig) -> Result<Deid
     let sop = text(obj, Tag(0x0008, 0x0018)).ok_or_else(|| ImagingError::Deidentification {
         detail: "the file has no SOP Instance UID".into(),
     })?;
-    let meta = obj.meta_mut();
-    meta.media_storage_sop_instance_uid = sop;
-    meta.source_application_entity_title = None;
-    meta.sending_application_entity_title = None;
-    meta.receiving_application_entity_title = None;
-    meta.private_information_creator_uid = None;
-    meta.private_information = None;
+    // update_meta recomputes the group length the edits change.
+    obj.update_meta(|meta| {
+        meta.media_storage_sop_instance_uid = sop;
+        meta.source_application_entity_title = None;
+        meta.sending_application_entity_title = None;
+        meta.receiving_application_entity_title = None;
+        meta.private_information_creator_uid = None;
+        meta.private_information = None;
+    });
     Ok(out)
 }
 

@@ -31,7 +31,7 @@ use crate::limits::{human_bytes, Limits};
 use crate::model::{Accepted, DeidChange, IdentityEntry, IngestReport, InstanceInfo, InstanceKind, Rejected, Source};
 use crate::nifti;
 use crate::raster;
-use crate::sniff::{sniff, FileKind, SNIFF_LEN};
+use crate::sniff::{bare_dataset_is_big_endian, sniff, FileKind, SNIFF_LEN};
 use crate::{ImagingError, Result};
 
 /// Everything an ingest needs besides the files.
@@ -230,7 +230,9 @@ fn open_dicom(path: &Path, kind: FileKind, limits: &Limits) -> Result<DefaultDic
     }
     let mut head = [0u8; 6];
     File::open(path)?.read_exact(&mut head)?;
-    let ts = if head[4].is_ascii_uppercase() && head[5].is_ascii_uppercase() {
+    let ts = if bare_dataset_is_big_endian(&head) {
+        dicom_transfer_syntax_registry::entries::EXPLICIT_VR_BIG_ENDIAN.erased()
+    } else if head[4].is_ascii_uppercase() && head[5].is_ascii_uppercase() {
         dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased()
     } else {
         dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased()
@@ -278,7 +280,22 @@ fn read_error(e: dicom_object::ReadError) -> ImagingError {
 /// sequences and items. Deflated datasets cannot be walked without
 /// inflating them; they are left to the parser (bounded by
 /// [`Limits::max_file_bytes`] on the file itself).
+///
+/// The walk only refuses impossible lengths. Where it runs out of bytes
+/// mid-header or meets something it cannot follow, it stops and leaves the
+/// verdict to the parser, which reports truncation itself.
 pub fn check_declared_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
+    match walk_lengths(path, kind, limits) {
+        Err(e @ (ImagingError::Corrupt { .. } | ImagingError::Io)) => Err(e),
+        Err(ImagingError::Truncated { what }) if what != HEADER_EOF => Err(ImagingError::Truncated { what }),
+        _ => Ok(()),
+    }
+}
+
+/// What a short read of an element header reports inside the walk.
+const HEADER_EOF: &str = "an element header";
+
+fn walk_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
     let file_len = std::fs::metadata(path)?.len();
     let mut r = LenReader {
         inner: BufReader::new(File::open(path)?),
@@ -300,6 +317,7 @@ pub fn check_declared_lengths(path: &Path, kind: FileKind, limits: &Limits) -> R
         r.inner.read_exact(&mut head)?;
         r.inner.seek_relative(-6)?;
         explicit = head[4].is_ascii_uppercase() && head[5].is_ascii_uppercase();
+        big_endian = bare_dataset_is_big_endian(&head);
     }
     let mut in_encapsulated = false;
     while r.pos < r.len {
@@ -371,7 +389,7 @@ struct LenReader {
 impl LenReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<()> {
         self.inner.read_exact(buf).map_err(|_| ImagingError::Truncated {
-            what: "the file".into(),
+            what: HEADER_EOF.into(),
         })?;
         self.pos += buf.len() as u64;
         Ok(())
@@ -391,7 +409,7 @@ impl LenReader {
     }
     fn skip(&mut self, n: u64) -> Result<()> {
         if n > self.len - self.pos.min(self.len) {
-            return Err(ImagingError::Truncated { what: "the file".into() });
+            return Err(ImagingError::Truncated { what: HEADER_EOF.into() });
         }
         self.inner.seek_relative(n as i64)?;
         self.pos += n;
@@ -460,6 +478,10 @@ fn check_pixels(obj: &InMemDicomObject) -> Result<()> {
     let spp = uint(obj, Tag(0x0028, 0x0002)).unwrap_or(1).max(1);
     let bits = uint(obj, Tag(0x0028, 0x0100)).unwrap_or(0);
     let frames = uint(obj, Tag(0x0028, 0x0008)).unwrap_or(1).max(1);
+    // 4:2:2 native data stores two luminance samples per chroma pair: two
+    // samples per pixel on average, not three.
+    let photometric = text(obj, Tag(0x0028, 0x0004)).unwrap_or_default();
+    let spp = if photometric.ends_with("_422") { 2 } else { spp };
     match pixel.value() {
         Value::PixelSequence(seq) => {
             let fragments = seq.fragments();

@@ -90,14 +90,21 @@ fn looks_like_bare_dataset(head: &[u8]) -> bool {
     let Some(h) = head.get(0..8) else {
         return false;
     };
-    let group = u16::from_le_bytes([h[0], h[1]]);
-    let element = u16::from_le_bytes([h[2], h[3]]);
-    if group != 0x0008 || element > 0x0100 {
-        return false;
-    }
     let explicit_vr = h[4].is_ascii_uppercase() && h[5].is_ascii_uppercase();
-    let implicit_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-    explicit_vr || implicit_len < 1024
+    let little = (u16::from_le_bytes([h[0], h[1]]), u16::from_le_bytes([h[2], h[3]]));
+    if little.0 == 0x0008 && little.1 <= 0x0100 {
+        let implicit_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        return explicit_vr || implicit_len < 1024;
+    }
+    // Explicit VR big endian (retired, but old archives hold it).
+    let big = (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]));
+    big.0 == 0x0008 && big.1 <= 0x0100 && explicit_vr
+}
+
+/// A bare dataset in explicit VR big endian: its first tag reads as group
+/// 0008 only in big-endian byte order.
+pub fn bare_dataset_is_big_endian(head: &[u8]) -> bool {
+    head.len() >= 2 && head[0] == 0x00 && head[1] == 0x08
 }
 
 #[cfg(test)]
