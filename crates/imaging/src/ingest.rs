@@ -167,9 +167,27 @@ fn content_kind(path: &Path) -> Result<FileKind> {
 // ---------------------------------------------------------------- DICOM
 
 fn ingest_dicom(entry: &Entry, kind: FileKind, ctx: &FileCtx) -> Outcome {
-    let mut obj = match open_dicom(&entry.path, kind, &ctx.cfg.limits) {
+    let scan = check_declared_lengths(&entry.path, kind, &ctx.cfg.limits);
+    // Whether the header before the pixel data can be read safely: every
+    // length fits the file, or only the pixel data's does not.
+    let header_readable = match &scan {
+        Ok(()) => true,
+        Err(ImagingError::Truncated { what }) => what == "pixel data",
+        Err(_) => false,
+    };
+    let opened = scan.and_then(|()| open_dicom(&entry.path, kind));
+    let mut obj = match opened {
         Ok(o) => o,
-        Err(e) => return ctx.fail(entry, None, e),
+        Err(e) => {
+            // A damaged file still belongs to its study, which must then be
+            // refused whole: find the study from the header if possible.
+            let study = if header_readable && kind == FileKind::Dicom {
+                study_before_pixels(&entry.path).map(|uid| remap_uid(&ctx.cfg.deid.key, &uid))
+            } else {
+                None
+            };
+            return ctx.fail(entry, study, e);
+        }
     };
     if obj.meta().media_storage_sop_class_uid() == MEDIA_STORAGE_DIRECTORY {
         return Outcome::Skipped;
@@ -223,8 +241,15 @@ fn stage_dicom(entry: &Entry, obj: &mut DefaultDicomObject, ctx: &FileCtx) -> Re
 /// Opens a Part 10 file, or a bare dataset (implicit or explicit VR little
 /// endian, told apart by whether a VR follows the first tag) to which a
 /// file meta group is added.
-fn open_dicom(path: &Path, kind: FileKind, limits: &Limits) -> Result<DefaultDicomObject> {
-    check_declared_lengths(path, kind, limits)?;
+/// Study Instance UID from the header up to the pixel data, for a file
+/// whose pixel data cannot be read.
+fn study_before_pixels(path: &Path) -> Option<String> {
+    let obj = OpenFileOptions::new().read_until(Tag(0x7FE0, 0x0010)).open_file(path).ok()?;
+    text(&obj, Tag(0x0020, 0x000D))
+}
+
+/// Call only after [`check_declared_lengths`] passed.
+fn open_dicom(path: &Path, kind: FileKind) -> Result<DefaultDicomObject> {
     if kind == FileKind::Dicom {
         return OpenFileOptions::new().open_file(path).map_err(read_error);
     }
