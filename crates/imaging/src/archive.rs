@@ -94,7 +94,13 @@ impl Expander<'_> {
         }
         if meta.len() > self.limits.max_file_bytes {
             let limit = human_bytes(self.limits.max_file_bytes);
-            self.refuse(name, ImagingError::TooLarge { what: "the file".into(), limit });
+            self.refuse(
+                name,
+                ImagingError::TooLarge {
+                    what: "the file".into(),
+                    limit,
+                },
+            );
             return Ok(());
         }
         if head_kind(path)? == FileKind::Zip {
@@ -185,7 +191,10 @@ impl Expander<'_> {
         let mut entry = match archive.by_index(index) {
             Ok(e) => e,
             Err(zip::result::ZipError::UnsupportedArchive(_)) => {
-                let detail = format!("entry {} of the archive is encrypted or uses an unsupported compression", index + 1);
+                let detail = format!(
+                    "entry {} of the archive is encrypted or uses an unsupported compression",
+                    index + 1
+                );
                 self.refuse(archive_name, ImagingError::Unsupported { detail });
                 return Ok(EntryOutcome::Done);
             }
@@ -200,7 +209,8 @@ impl Expander<'_> {
             self.refuse(&display, ImagingError::UnsafePath { entry: raw_name });
             return Ok(EntryOutcome::Done);
         }
-        let is_link = entry.is_symlink() || entry.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000);
+        let is_link =
+            entry.is_symlink() || entry.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000);
         if is_link {
             self.refuse(&display, ImagingError::Symlink { entry: raw_name });
             return Ok(EntryOutcome::Done);
@@ -237,7 +247,12 @@ impl Expander<'_> {
     }
 
     /// Inflates `from` into `to`, counting real bytes against the limits.
-    fn copy_limited(&mut self, from: &mut impl Read, to: &Path, compressed: u64) -> std::result::Result<u64, Copy> {
+    fn copy_limited(
+        &mut self,
+        from: &mut impl Read,
+        to: &Path,
+        compressed: u64,
+    ) -> std::result::Result<u64, Copy> {
         let file = File::create(to).map_err(|_| Copy::Upload(ImagingError::Io))?;
         let mut out = BufWriter::new(file);
         let mut buf = vec![0u8; 64 * 1024];
@@ -260,16 +275,22 @@ impl Expander<'_> {
                     limit: human_bytes(self.limits.max_uncompressed_bytes),
                 }));
             }
-            if written > self.limits.ratio_grace_bytes && written / compressed > self.limits.max_ratio {
+            if written > self.limits.ratio_grace_bytes
+                && written / compressed > self.limits.max_ratio
+            {
                 return Err(Copy::Bomb(ImagingError::ArchiveBomb {
                     max_ratio: self.limits.max_ratio,
                 }));
             }
             if written > self.limits.max_file_bytes {
                 let limit = human_bytes(self.limits.max_file_bytes);
-                return Err(Copy::Entry(ImagingError::TooLarge { what: "the file".into(), limit }));
+                return Err(Copy::Entry(ImagingError::TooLarge {
+                    what: "the file".into(),
+                    limit,
+                }));
             }
-            out.write_all(&buf[..n]).map_err(|_| Copy::Upload(ImagingError::Io))?;
+            out.write_all(&buf[..n])
+                .map_err(|_| Copy::Upload(ImagingError::Io))?;
         }
         out.flush().map_err(|_| Copy::Upload(ImagingError::Io))?;
         Ok(written)
@@ -291,7 +312,9 @@ enum Copy {
 /// The first bytes of a file, classified.
 pub fn head_kind(path: &Path) -> Result<FileKind> {
     let mut head = Vec::with_capacity(SNIFF_LEN);
-    File::open(path)?.take(SNIFF_LEN as u64).read_to_end(&mut head)?;
+    File::open(path)?
+        .take(SNIFF_LEN as u64)
+        .read_to_end(&mut head)?;
     Ok(sniff(&head))
 }
 
@@ -321,7 +344,16 @@ mod tests {
     fn entry_names() {
         assert!(is_safe_entry_name("DICOM/IMG0001"));
         assert!(is_safe_entry_name("a..b/c"));
-        for bad in ["../etc/passwd", "a/../../b", "/etc/passwd", "C:\\x", "c:/x", "a\\..\\b", "\\\\server\\x", ""] {
+        for bad in [
+            "../etc/passwd",
+            "a/../../b",
+            "/etc/passwd",
+            "C:\\x",
+            "c:/x",
+            "a\\..\\b",
+            "\\\\server\\x",
+            "",
+        ] {
             assert!(!is_safe_entry_name(bad), "{bad}");
         }
     }

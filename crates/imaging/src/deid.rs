@@ -87,7 +87,10 @@ impl std::fmt::Debug for DeidConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeidConfig")
             .field("key", &"<secret>")
-            .field("retain_longitudinal_modified_dates", &self.retain_longitudinal_modified_dates)
+            .field(
+                "retain_longitudinal_modified_dates",
+                &self.retain_longitudinal_modified_dates,
+            )
             .field("clean_descriptors", &self.clean_descriptors)
             .field("keep_private_tags", &self.keep_private_tags)
             .field("burned_in", &self.burned_in)
@@ -135,7 +138,13 @@ pub struct ProfileEntry {
     pub name: &'static str,
 }
 
-const fn e(group: u16, element: u16, basic: Action, clean_descriptor: bool, name: &'static str) -> ProfileEntry {
+const fn e(
+    group: u16,
+    element: u16,
+    basic: Action,
+    clean_descriptor: bool,
+    name: &'static str,
+) -> ProfileEntry {
     ProfileEntry {
         tag: Tag(group, element),
         basic,
@@ -147,6 +156,7 @@ const fn e(group: u16, element: u16, basic: Action, clean_descriptor: bool, name
 /// PS3.15 Table E.1-1, sorted by tag. The repeating-group rows (curve
 /// data 50xx, overlay data and comments 60xx) are rules in
 /// [`is_repeating_group_removal`].
+#[rustfmt::skip]
 pub static PROFILE: &[ProfileEntry] = &[
     e(0x0000, 0x1000, Action::X, false, "Affected SOP Instance UID"),
     e(0x0000, 0x1001, Action::U, false, "Requested SOP Instance UID"),
@@ -489,7 +499,12 @@ struct Context<'a> {
 /// stack, not an image.
 const MAX_DEPTH: u32 = 32;
 
-fn deid_dataset(obj: &mut InMemDicomObject, ctx: &Context, out: &mut DeidOutcome, depth: u32) -> Result<()> {
+fn deid_dataset(
+    obj: &mut InMemDicomObject,
+    ctx: &Context,
+    out: &mut DeidOutcome,
+    depth: u32,
+) -> Result<()> {
     if depth > MAX_DEPTH {
         return Err(ImagingError::Deidentification {
             detail: "sequences are nested too deeply".into(),
@@ -502,7 +517,13 @@ fn deid_dataset(obj: &mut InMemDicomObject, ctx: &Context, out: &mut DeidOutcome
     Ok(())
 }
 
-fn deid_element(obj: &mut InMemDicomObject, tag: Tag, ctx: &Context, out: &mut DeidOutcome, depth: u32) -> Result<()> {
+fn deid_element(
+    obj: &mut InMemDicomObject,
+    tag: Tag,
+    ctx: &Context,
+    out: &mut DeidOutcome,
+    depth: u32,
+) -> Result<()> {
     let cfg = ctx.cfg;
     if tag.group() % 2 == 1 {
         if !cfg.keep_private_tags {
@@ -550,7 +571,9 @@ fn deid_element(obj: &mut InMemDicomObject, tag: Tag, ctx: &Context, out: &mut D
             out.changes.push(change(tag, "replaced"));
         }
         Action::U => return remap_uids(obj, tag, ctx, out),
-        Action::XZU | Action::K | Action::C => return recurse_if_sequence(obj, tag, ctx, out, depth),
+        Action::XZU | Action::K | Action::C => {
+            return recurse_if_sequence(obj, tag, ctx, out, depth)
+        }
     }
     Ok(())
 }
@@ -581,7 +604,11 @@ fn is_text(vr: VR) -> bool {
 
 fn empty_element(tag: Tag, vr: VR) -> dicom_object::mem::InMemElement {
     if vr == VR::SQ {
-        DataElement::new(tag, VR::SQ, DataSetSequence::new(Vec::new(), Length::UNDEFINED))
+        DataElement::new(
+            tag,
+            VR::SQ,
+            DataSetSequence::new(Vec::new(), Length::UNDEFINED),
+        )
     } else {
         DataElement::new(tag, vr, PrimitiveValue::Empty)
     }
@@ -596,14 +623,24 @@ fn dummy_element(tag: Tag, vr: VR) -> dicom_object::mem::InMemElement {
         VR::DT => "19000101000000",
         VR::AS => "000D",
         VR::IS | VR::DS => "0",
-        VR::AE | VR::CS | VR::LO | VR::LT | VR::PN | VR::SH | VR::ST | VR::UC | VR::UT => "ANONYMIZED",
+        VR::AE | VR::CS | VR::LO | VR::LT | VR::PN | VR::SH | VR::ST | VR::UC | VR::UT => {
+            "ANONYMIZED"
+        }
         _ => return empty_element(tag, vr),
     };
     DataElement::new(tag, vr, PrimitiveValue::from(text))
 }
 
-fn recurse_if_sequence(obj: &mut InMemDicomObject, tag: Tag, ctx: &Context, out: &mut DeidOutcome, depth: u32) -> Result<()> {
-    let is_seq = obj.get(tag).is_some_and(|e| matches!(e.value(), Value::Sequence(_)));
+fn recurse_if_sequence(
+    obj: &mut InMemDicomObject,
+    tag: Tag,
+    ctx: &Context,
+    out: &mut DeidOutcome,
+    depth: u32,
+) -> Result<()> {
+    let is_seq = obj
+        .get(tag)
+        .is_some_and(|e| matches!(e.value(), Value::Sequence(_)));
     if !is_seq {
         return Ok(());
     }
@@ -619,11 +656,20 @@ fn recurse_if_sequence(obj: &mut InMemDicomObject, tag: Tag, ctx: &Context, out:
         deid_dataset(item, ctx, out, depth + 1)?;
     }
     // Lengths changed: undefined lengths let the writer recompute nothing.
-    obj.put(DataElement::new(tag, vr, DataSetSequence::new(items, Length::UNDEFINED)));
+    obj.put(DataElement::new(
+        tag,
+        vr,
+        DataSetSequence::new(items, Length::UNDEFINED),
+    ));
     Ok(())
 }
 
-fn remap_uids(obj: &mut InMemDicomObject, tag: Tag, ctx: &Context, out: &mut DeidOutcome) -> Result<()> {
+fn remap_uids(
+    obj: &mut InMemDicomObject,
+    tag: Tag,
+    ctx: &Context,
+    out: &mut DeidOutcome,
+) -> Result<()> {
     let Some(original) = text(obj, tag) else {
         return Ok(());
     };
@@ -688,7 +734,11 @@ fn burned_in(obj: &InMemDicomObject) -> bool {
 /// their intervals and a re-sent study shifts the same way.
 fn patient_date_offset(obj: &InMemDicomObject, key: &[u8; 32]) -> i64 {
     let mut who = String::new();
-    for tag in [Tag(0x0010, 0x0020), Tag(0x0010, 0x0010), Tag(0x0010, 0x0030)] {
+    for tag in [
+        Tag(0x0010, 0x0020),
+        Tag(0x0010, 0x0010),
+        Tag(0x0010, 0x0030),
+    ] {
         who.push_str(&text(obj, tag).unwrap_or_default());
         who.push('\0');
     }
@@ -697,7 +747,13 @@ fn patient_date_offset(obj: &InMemDicomObject, key: &[u8; 32]) -> i64 {
     -(365 + (n % 3288) as i64)
 }
 
-fn shift_dates(obj: &mut InMemDicomObject, tag: Tag, vr: VR, ctx: &Context, out: &mut DeidOutcome) -> Result<()> {
+fn shift_dates(
+    obj: &mut InMemDicomObject,
+    tag: Tag,
+    vr: VR,
+    ctx: &Context,
+    out: &mut DeidOutcome,
+) -> Result<()> {
     // Whole-day shifts leave times of day as they are.
     if vr == VR::TM {
         return Ok(());
@@ -709,7 +765,11 @@ fn shift_dates(obj: &mut InMemDicomObject, tag: Tag, vr: VR, ctx: &Context, out:
         .split('\\')
         .map(|v| shift_date_value(v.trim(), ctx.date_offset_days))
         .collect();
-    obj.put(DataElement::new(tag, vr, PrimitiveValue::from(shifted.join("\\"))));
+    obj.put(DataElement::new(
+        tag,
+        vr,
+        PrimitiveValue::from(shifted.join("\\")),
+    ));
     out.changes.push(change(tag, "date_shifted"));
     Ok(())
 }
@@ -777,7 +837,10 @@ fn identifying_words(obj: &InMemDicomObject) -> Vec<String> {
         .filter_map(|&t| text(obj, t))
         .flat_map(|v| {
             v.split(|c: char| c == '^' || c == '\\' || c == '=' || c.is_whitespace() || c == ',')
-                .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+                .map(|w| {
+                    w.trim_matches(|c: char| !c.is_alphanumeric())
+                        .to_lowercase()
+                })
                 .filter(|w| w.chars().count() >= 2)
                 .collect::<Vec<_>>()
         })
@@ -794,15 +857,23 @@ fn identifying_words(obj: &InMemDicomObject) -> Vec<String> {
 pub fn clean_text(text: &str, identifiers: &[String]) -> String {
     text.split_whitespace()
         .filter(|w| {
-            let bare = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+            let bare = w
+                .trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase();
             let digits = w.chars().filter(char::is_ascii_digit).count();
-            digits < 5 && !identifiers.iter().any(|i| *i == bare)
+            digits < 5 && !identifiers.contains(&bare)
         })
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn clean(obj: &mut InMemDicomObject, tag: Tag, vr: VR, ctx: &Context, out: &mut DeidOutcome) -> Result<()> {
+fn clean(
+    obj: &mut InMemDicomObject,
+    tag: Tag,
+    vr: VR,
+    ctx: &Context,
+    out: &mut DeidOutcome,
+) -> Result<()> {
     let Some(original) = text(obj, tag) else {
         return Ok(());
     };
@@ -822,7 +893,10 @@ fn add_deid_records(obj: &mut InMemDicomObject, cfg: &DeidConfig) -> Result<()> 
     let mut codes = vec![("113100", "Basic Application Confidentiality Profile")];
     if cfg.retain_longitudinal_modified_dates {
         methods.push("Retain Longitudinal Temporal Information Modified Dates");
-        codes.push(("113107", "Retain Longitudinal Temporal Information Modified Dates Option"));
+        codes.push((
+            "113107",
+            "Retain Longitudinal Temporal Information Modified Dates Option",
+        ));
     }
     if cfg.clean_descriptors {
         methods.push("Clean Descriptors");
@@ -831,8 +905,15 @@ fn add_deid_records(obj: &mut InMemDicomObject, cfg: &DeidConfig) -> Result<()> 
     if cfg.keep_private_tags {
         methods.push("Private attributes retained");
     }
-    obj.put(DataElement::new(Tag(0x0012, 0x0062), VR::CS, PrimitiveValue::from("YES")));
-    let method_values: Vec<String> = methods.iter().map(|m| m.chars().take(64).collect()).collect();
+    obj.put(DataElement::new(
+        Tag(0x0012, 0x0062),
+        VR::CS,
+        PrimitiveValue::from("YES"),
+    ));
+    let method_values: Vec<String> = methods
+        .iter()
+        .map(|m| m.chars().take(64).collect())
+        .collect();
     obj.put(DataElement::new(
         Tag(0x0012, 0x0063),
         VR::LO,
@@ -853,8 +934,16 @@ fn add_deid_records(obj: &mut InMemDicomObject, cfg: &DeidConfig) -> Result<()> 
         VR::SQ,
         DataSetSequence::new(items, Length::UNDEFINED),
     ));
-    let temporal = if cfg.retain_longitudinal_modified_dates { "MODIFIED" } else { "REMOVED" };
-    obj.put(DataElement::new(Tag(0x0028, 0x0303), VR::CS, PrimitiveValue::from(temporal)));
+    let temporal = if cfg.retain_longitudinal_modified_dates {
+        "MODIFIED"
+    } else {
+        "REMOVED"
+    };
+    obj.put(DataElement::new(
+        Tag(0x0028, 0x0303),
+        VR::CS,
+        PrimitiveValue::from(temporal),
+    ));
     Ok(())
 }
 
@@ -866,7 +955,10 @@ mod tests {
     fn table_is_sorted_and_unique() {
         assert!(PROFILE.windows(2).all(|w| w[0].tag < w[1].tag));
         assert!(PROFILE.len() > 240);
-        assert_eq!(profile_entry(Tag(0x0010, 0x0010)).map(|e| e.basic), Some(Action::Z));
+        assert_eq!(
+            profile_entry(Tag(0x0010, 0x0010)).map(|e| e.basic),
+            Some(Action::Z)
+        );
     }
 
     #[test]
@@ -886,12 +978,18 @@ mod tests {
         assert_eq!(shift_date_value("20240301", -1), "20240229");
         assert_eq!(shift_date_value("20230301120000", -1), "20230228120000");
         assert_eq!(shift_date_value("2023", -1), "");
-        assert_eq!(civil_from_days(days_from_civil(1999, 12, 31) + 1), (2000, 1, 1));
+        assert_eq!(
+            civil_from_days(days_from_civil(1999, 12, 31) + 1),
+            (2000, 1, 1)
+        );
     }
 
     #[test]
     fn cleaning_drops_names_and_numbers() {
         let ids = vec!["doe".to_string(), "12345678".to_string()];
-        assert_eq!(clean_text("CT head Doe, 12345678 follow-up 2021-01-02", &ids), "CT head follow-up");
+        assert_eq!(
+            clean_text("CT head Doe, 12345678 follow-up 2021-01-02", &ids),
+            "CT head follow-up"
+        );
     }
 }

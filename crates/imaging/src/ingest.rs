@@ -28,7 +28,9 @@ use sha2::{Digest, Sha256};
 use crate::archive::{self, Entry};
 use crate::deid::{self, keyed_hash, remap_uid, DeidConfig};
 use crate::limits::{human_bytes, Limits};
-use crate::model::{Accepted, DeidChange, IdentityEntry, IngestReport, InstanceInfo, InstanceKind, Rejected, Source};
+use crate::model::{
+    Accepted, DeidChange, IdentityEntry, IngestReport, InstanceInfo, InstanceKind, Rejected, Source,
+};
 use crate::nifti;
 use crate::raster;
 use crate::sniff::{bare_dataset_is_big_endian, sniff, FileKind, SNIFF_LEN};
@@ -54,7 +56,9 @@ const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
 /// [`IngestReport::rejected`].
 pub fn ingest(sources: &[Source], cfg: &IngestConfig, out_dir: &Path) -> Result<IngestReport> {
     std::fs::create_dir_all(out_dir)?;
-    let scratch = tempfile::Builder::new().prefix(".ingest-").tempdir_in(out_dir)?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".ingest-")
+        .tempdir_in(out_dir)?;
     let expansion = archive::expand(sources, &cfg.limits, scratch.path())?;
     let staged_dir = scratch.path().join("staged");
     std::fs::create_dir(&staged_dir)?;
@@ -134,7 +138,9 @@ fn ingest_one(entry: &Entry, ctx: &FileCtx) -> Outcome {
         FileKind::Dicom | FileKind::DicomNoMeta => return ingest_dicom(entry, kind, ctx),
         FileKind::Nifti1 | FileKind::Nifti2 => ingest_nifti(entry, false, ctx),
         FileKind::Gzip => ingest_nifti(entry, true, ctx),
-        FileKind::Png | FileKind::Jpeg | FileKind::Tiff | FileKind::Bmp => ingest_raster(entry, ctx),
+        FileKind::Png | FileKind::Jpeg | FileKind::Tiff | FileKind::Bmp => {
+            ingest_raster(entry, ctx)
+        }
         FileKind::Zip => Err(ImagingError::Unsupported {
             detail: "an archive nested deeper than one level".into(),
         }),
@@ -216,9 +222,10 @@ fn stage_dicom(entry: &Entry, obj: &mut DefaultDicomObject, ctx: &FileCtx) -> Re
         },
     })?;
     let staged_path = ctx.staged_dir.join(format!("{}", ctx.position));
-    obj.write_to_file(&staged_path).map_err(|_| ImagingError::Deidentification {
-        detail: "the de-identified file could not be written".into(),
-    })?;
+    obj.write_to_file(&staged_path)
+        .map_err(|_| ImagingError::Deidentification {
+            detail: "the de-identified file could not be written".into(),
+        })?;
     let (sha256, bytes) = sha256_file(&staged_path)?;
     let mut info = instance_info(obj);
     info.burned_in_annotation = outcome.burned_in;
@@ -244,7 +251,10 @@ fn stage_dicom(entry: &Entry, obj: &mut DefaultDicomObject, ctx: &FileCtx) -> Re
 /// Study Instance UID from the header up to the pixel data, for a file
 /// whose pixel data cannot be read.
 fn study_before_pixels(path: &Path) -> Option<String> {
-    let obj = OpenFileOptions::new().read_until(Tag(0x7FE0, 0x0010)).open_file(path).ok()?;
+    let obj = OpenFileOptions::new()
+        .read_until(Tag(0x7FE0, 0x0010))
+        .open_file(path)
+        .ok()?;
     text(&obj, Tag(0x0020, 0x000D))
 }
 
@@ -288,7 +298,9 @@ fn read_error(e: dicom_object::ReadError) -> ImagingError {
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::UnexpectedEof {
-                return ImagingError::Truncated { what: "the file".into() };
+                return ImagingError::Truncated {
+                    what: "the file".into(),
+                };
             }
         }
         source = err.source();
@@ -312,7 +324,9 @@ fn read_error(e: dicom_object::ReadError) -> ImagingError {
 pub fn check_declared_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
     match walk_lengths(path, kind, limits) {
         Err(e @ (ImagingError::Corrupt { .. } | ImagingError::Io)) => Err(e),
-        Err(ImagingError::Truncated { what }) if what != HEADER_EOF => Err(ImagingError::Truncated { what }),
+        Err(ImagingError::Truncated { what }) if what != HEADER_EOF => {
+            Err(ImagingError::Truncated { what })
+        }
         _ => Ok(()),
     }
 }
@@ -360,7 +374,22 @@ fn walk_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
         let (vr, len) = if explicit {
             let mut vr = [0u8; 2];
             r.read(&mut vr)?;
-            if matches!(&vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV") {
+            if matches!(
+                &vr,
+                b"OB"
+                    | b"OD"
+                    | b"OF"
+                    | b"OL"
+                    | b"OV"
+                    | b"OW"
+                    | b"SQ"
+                    | b"SV"
+                    | b"UC"
+                    | b"UN"
+                    | b"UR"
+                    | b"UT"
+                    | b"UV"
+            ) {
                 r.skip(2)?;
                 (Some(vr), r.u32(big_endian)?)
             } else {
@@ -401,7 +430,12 @@ fn length_error(len: u32, tag: (u16, u16), limits: &Limits) -> ImagingError {
         };
     }
     ImagingError::Truncated {
-        what: if tag == (0x7FE0, 0x0010) { "pixel data" } else { "the file" }.into(),
+        what: if tag == (0x7FE0, 0x0010) {
+            "pixel data"
+        } else {
+            "the file"
+        }
+        .into(),
     }
 }
 
@@ -413,28 +447,40 @@ struct LenReader {
 
 impl LenReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.inner.read_exact(buf).map_err(|_| ImagingError::Truncated {
-            what: HEADER_EOF.into(),
-        })?;
+        self.inner
+            .read_exact(buf)
+            .map_err(|_| ImagingError::Truncated {
+                what: HEADER_EOF.into(),
+            })?;
         self.pos += buf.len() as u64;
         Ok(())
     }
     fn u16(&mut self, be: bool) -> Result<u16> {
         let mut b = [0u8; 2];
         self.read(&mut b)?;
-        Ok(if be { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+        Ok(if be {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
     }
     fn u32(&mut self, be: bool) -> Result<u32> {
         let mut b = [0u8; 4];
         self.read(&mut b)?;
-        Ok(if be { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+        Ok(if be {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
     }
     fn tag(&mut self, be: bool) -> Result<(u16, u16)> {
         Ok((self.u16(be)?, self.u16(be)?))
     }
     fn skip(&mut self, n: u64) -> Result<()> {
         if n > self.len - self.pos.min(self.len) {
-            return Err(ImagingError::Truncated { what: HEADER_EOF.into() });
+            return Err(ImagingError::Truncated {
+                what: HEADER_EOF.into(),
+            });
         }
         self.inner.seek_relative(n as i64)?;
         self.pos += n;
@@ -471,7 +517,9 @@ impl LenReader {
             if element == 0x0010 && len <= 64 {
                 let mut v = vec![0u8; len as usize];
                 self.read(&mut v)?;
-                ts = String::from_utf8_lossy(&v).trim_end_matches(['\0', ' ']).to_string();
+                ts = String::from_utf8_lossy(&v)
+                    .trim_end_matches(['\0', ' '])
+                    .to_string();
             } else {
                 self.skip_checked(len, (group, element), &Limits::default())?;
             }
@@ -506,16 +554,25 @@ fn check_pixels(obj: &InMemDicomObject) -> Result<()> {
     // 4:2:2 native data stores two luminance samples per chroma pair: two
     // samples per pixel on average, not three.
     let photometric = text(obj, Tag(0x0028, 0x0004)).unwrap_or_default();
-    let spp = if photometric.ends_with("_422") { 2 } else { spp };
+    let spp = if photometric.ends_with("_422") {
+        2
+    } else {
+        spp
+    };
     match pixel.value() {
         Value::PixelSequence(seq) => {
             let fragments = seq.fragments();
             if fragments.iter().all(|f| f.is_empty()) {
-                return Err(ImagingError::Truncated { what: "pixel data".into() });
+                return Err(ImagingError::Truncated {
+                    what: "pixel data".into(),
+                });
             }
             if (fragments.len() as u64) < frames {
                 return Err(ImagingError::Truncated {
-                    what: format!("pixel data ({} of {frames} frames present)", fragments.len()),
+                    what: format!(
+                        "pixel data ({} of {frames} frames present)",
+                        fragments.len()
+                    ),
                 });
             }
             Ok(())
@@ -534,7 +591,9 @@ fn check_pixels(obj: &InMemDicomObject) -> Result<()> {
                 });
             }
             if have < expected {
-                return Err(ImagingError::Truncated { what: "pixel data".into() });
+                return Err(ImagingError::Truncated {
+                    what: "pixel data".into(),
+                });
             }
             Ok(())
         }
@@ -576,7 +635,9 @@ fn instance_info(obj: &InMemDicomObject) -> InstanceInfo {
         columns: uint(obj, Tag(0x0028, 0x0011)).unwrap_or(0) as u32,
         frames: uint(obj, Tag(0x0028, 0x0008)).unwrap_or(1).max(1) as u32,
         pixel_spacing: floats::<2>(obj, Tag(0x0028, 0x0030)),
-        slice_thickness: obj.get(Tag(0x0018, 0x0050)).and_then(|e| e.to_float64().ok()),
+        slice_thickness: obj
+            .get(Tag(0x0018, 0x0050))
+            .and_then(|e| e.to_float64().ok()),
         image_position: floats::<3>(obj, Tag(0x0020, 0x0032)),
         image_orientation: floats::<6>(obj, Tag(0x0020, 0x0037)),
         transfer_syntax: None,
@@ -589,7 +650,11 @@ fn instance_info(obj: &InMemDicomObject) -> InstanceInfo {
 /// PS3.18 F.2 JSON of the dataset, bulk pixel data left out (the viewer
 /// gets pixels through the rendering endpoints, not the metadata).
 fn header_json(obj: &mut DefaultDicomObject) -> Result<serde_json::Value> {
-    let bulk = [Tag(0x7FE0, 0x0010), Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009)];
+    let bulk = [
+        Tag(0x7FE0, 0x0010),
+        Tag(0x7FE0, 0x0008),
+        Tag(0x7FE0, 0x0009),
+    ];
     let taken: Vec<_> = bulk.iter().filter_map(|&t| obj.take(t)).collect();
     let json = dicom_json::to_value(&**obj);
     for e in taken {
@@ -626,7 +691,13 @@ impl SyntheticIds {
             let kind = content_kind(&e.path).unwrap_or(FileKind::Unknown);
             if matches!(
                 kind,
-                FileKind::Nifti1 | FileKind::Nifti2 | FileKind::Gzip | FileKind::Png | FileKind::Jpeg | FileKind::Tiff | FileKind::Bmp
+                FileKind::Nifti1
+                    | FileKind::Nifti2
+                    | FileKind::Gzip
+                    | FileKind::Png
+                    | FileKind::Jpeg
+                    | FileKind::Tiff
+                    | FileKind::Bmp
             ) {
                 content.insert(e.path.clone(), sha256_file(&e.path)?.0);
             }
@@ -634,7 +705,15 @@ impl SyntheticIds {
         let mut all: Vec<&str> = content.values().map(String::as_str).collect();
         all.sort_unstable();
         let joined = all.join(",");
-        let uid = |label: &str| remap_uid(key, &format!("{label}:{}", hex::encode(keyed_hash(key, b"synthetic", joined.as_bytes()))));
+        let uid = |label: &str| {
+            remap_uid(
+                key,
+                &format!(
+                    "{label}:{}",
+                    hex::encode(keyed_hash(key, b"synthetic", joined.as_bytes()))
+                ),
+            )
+        };
         Ok(SyntheticIds {
             key: *key,
             study_uid: uid("study"),
@@ -659,14 +738,33 @@ fn synthetic_json(info: &InstanceInfo) -> Result<serde_json::Value> {
         s(Tag(0x0012, 0x0062), VR::CS, "YES"),
         s(Tag(0x0020, 0x000D), VR::UI, &info.study_uid),
         s(Tag(0x0020, 0x000E), VR::UI, &info.series_uid),
-        DataElement::new(Tag(0x0028, 0x0008), VR::IS, PrimitiveValue::from(info.frames.to_string())),
-        DataElement::new(Tag(0x0028, 0x0010), VR::US, PrimitiveValue::from(info.rows.min(u16::MAX as u32) as u16)),
-        DataElement::new(Tag(0x0028, 0x0011), VR::US, PrimitiveValue::from(info.columns.min(u16::MAX as u32) as u16)),
+        DataElement::new(
+            Tag(0x0028, 0x0008),
+            VR::IS,
+            PrimitiveValue::from(info.frames.to_string()),
+        ),
+        DataElement::new(
+            Tag(0x0028, 0x0010),
+            VR::US,
+            PrimitiveValue::from(info.rows.min(u16::MAX as u32) as u16),
+        ),
+        DataElement::new(
+            Tag(0x0028, 0x0011),
+            VR::US,
+            PrimitiveValue::from(info.columns.min(u16::MAX as u32) as u16),
+        ),
     ]);
     dicom_json::to_value(&obj).map_err(|_| ImagingError::Io)
 }
 
-fn synthetic_info(ctx: &FileCtx, path: &Path, series_uid: String, rows: u32, columns: u32, frames: u32) -> InstanceInfo {
+fn synthetic_info(
+    ctx: &FileCtx,
+    path: &Path,
+    series_uid: String,
+    rows: u32,
+    columns: u32,
+    frames: u32,
+) -> InstanceInfo {
     InstanceInfo {
         study_uid: ctx.synthetic.study_uid.clone(),
         series_uid,
@@ -701,7 +799,14 @@ fn ingest_nifti(entry: &Entry, gzipped: bool, ctx: &FileCtx) -> Result<Staged> {
     let (sha256, bytes) = sha256_file(&staged_path)?;
     let [nx, ny, nz, nt] = vol.shape();
     let series = ctx.synthetic.for_file(&entry.path, "nifti-series");
-    let mut info = synthetic_info(ctx, &entry.path, series, ny as u32, nx as u32, (nz * nt) as u32);
+    let mut info = synthetic_info(
+        ctx,
+        &entry.path,
+        series,
+        ny as u32,
+        nx as u32,
+        (nz * nt) as u32,
+    );
     let h = &vol.header;
     info.pixel_spacing = Some([h.pixdim[2], h.pixdim[1]]);
     info.slice_thickness = Some(h.pixdim[3]);
@@ -744,7 +849,12 @@ const MAX_NIFTI_HEADER: u64 = 16 << 20;
 /// Copies a NIfTI with its free-text fields (`descrip`, `aux_file`, and in
 /// NIfTI-1 `db_name`) and header extensions (which can hold a whole DICOM
 /// header) blanked; the voxels are streamed through unchanged.
-fn deid_nifti_copy(src: &Path, vol: &nifti::NiftiVolume, gzipped: bool, dst: &Path) -> Result<Vec<DeidChange>> {
+fn deid_nifti_copy(
+    src: &Path,
+    vol: &nifti::NiftiVolume,
+    gzipped: bool,
+    dst: &Path,
+) -> Result<Vec<DeidChange>> {
     let h = &vol.header;
     if h.vox_offset > MAX_NIFTI_HEADER {
         return Err(ImagingError::Unsupported {
@@ -758,9 +868,11 @@ fn deid_nifti_copy(src: &Path, vol: &nifti::NiftiVolume, gzipped: bool, dst: &Pa
         Box::new(file)
     };
     let mut header = vec![0u8; h.vox_offset as usize];
-    input.read_exact(&mut header).map_err(|_| ImagingError::Truncated {
-        what: "the NIfTI header".into(),
-    })?;
+    input
+        .read_exact(&mut header)
+        .map_err(|_| ImagingError::Truncated {
+            what: "the NIfTI header".into(),
+        })?;
     let mut changes = Vec::new();
     let mut blank = |range: std::ops::Range<usize>, field: &str| {
         if let Some(bytes) = header.get_mut(range) {
@@ -848,9 +960,9 @@ fn settle(outcomes: Vec<Outcome>, out_dir: &Path, report: &mut IngestReport) -> 
             error,
         } = o
         {
-            failed_studies
-                .entry(study.clone())
-                .or_insert_with(|| format!("file {position} of {total}, {file}: {}", sentence(error)));
+            failed_studies.entry(study.clone()).or_insert_with(|| {
+                format!("file {position} of {total}, {file}: {}", sentence(error))
+            });
         }
     }
     let mut studies: BTreeMap<String, Vec<Staged>> = BTreeMap::new();

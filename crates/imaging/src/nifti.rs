@@ -88,7 +88,11 @@ impl NiftiVolume {
         };
         let mut reader = data_reader(&path, gzipped)?;
         let header = read_header(&mut reader)?;
-        let vol = NiftiVolume { path, gzipped, header };
+        let vol = NiftiVolume {
+            path,
+            gzipped,
+            header,
+        };
         vol.check_size()?;
         Ok(vol)
     }
@@ -97,7 +101,13 @@ impl NiftiVolume {
     /// vector components), each at least 1.
     pub fn shape(&self) -> [usize; 4] {
         let d = |i: usize| self.header.dims.get(i).copied().unwrap_or(1).max(1) as usize;
-        let t = self.header.dims.iter().skip(3).map(|&v| v.max(1) as usize).product();
+        let t = self
+            .header
+            .dims
+            .iter()
+            .skip(3)
+            .map(|&v| v.max(1) as usize)
+            .product();
         [d(0), d(1), d(2), t]
     }
 
@@ -141,7 +151,9 @@ impl NiftiVolume {
 
     fn check_size(&self) -> Result<()> {
         let [nx, ny, nz, nt] = self.shape();
-        let slice = (nx as u64).checked_mul(ny as u64).ok_or_else(|| corrupt("dimensions"))?;
+        let slice = (nx as u64)
+            .checked_mul(ny as u64)
+            .ok_or_else(|| corrupt("dimensions"))?;
         if slice > MAX_SLICE_VOXELS {
             return Err(ImagingError::Unsupported {
                 detail: "the NIfTI slices are larger than any scanner produces".into(),
@@ -187,11 +199,17 @@ impl NiftiVolume {
 
     /// Streams every slice in file order (z fastest, then t), one slice in
     /// memory at a time.
-    pub fn for_each_slice(&self, mut f: impl FnMut(usize, usize, &[f32]) -> Result<()>) -> Result<()> {
+    pub fn for_each_slice(
+        &self,
+        mut f: impl FnMut(usize, usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
         let [_, _, nz, nt] = self.shape();
         let slice_bytes = self.slice_voxels() * self.voxel_bytes();
         let mut reader = data_reader(&self.path, self.gzipped)?;
-        std::io::copy(&mut (&mut reader).take(self.header.vox_offset), &mut std::io::sink())?;
+        std::io::copy(
+            &mut (&mut reader).take(self.header.vox_offset),
+            &mut std::io::sink(),
+        )?;
         let mut raw = vec![0u8; slice_bytes];
         for t in 0..nt {
             for z in 0..nz {
@@ -207,7 +225,14 @@ impl NiftiVolume {
         let h = &self.header;
         let be = h.big_endian;
         let (slope, inter) = if h.scl_slope != 0.0 && h.scl_slope.is_finite() {
-            (h.scl_slope, if h.scl_inter.is_finite() { h.scl_inter } else { 0.0 })
+            (
+                h.scl_slope,
+                if h.scl_inter.is_finite() {
+                    h.scl_inter
+                } else {
+                    0.0
+                },
+            )
         } else {
             (1.0, 0.0)
         };
@@ -285,15 +310,27 @@ fn data_reader(path: &Path, gzipped: bool) -> Result<DataReader> {
 
 fn rd16(b: &[u8], be: bool) -> u16 {
     let a = [b[0], b[1]];
-    if be { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
+    if be {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
 }
 fn rd32(b: &[u8], be: bool) -> u32 {
     let a = [b[0], b[1], b[2], b[3]];
-    if be { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+    if be {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
 }
 fn rd64(b: &[u8], be: bool) -> u64 {
     let a = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
-    if be { u64::from_be_bytes(a) } else { u64::from_le_bytes(a) }
+    if be {
+        u64::from_be_bytes(a)
+    } else {
+        u64::from_le_bytes(a)
+    }
 }
 
 /// Field reader over a header buffer of known length; offsets come from
@@ -328,9 +365,10 @@ impl Fields<'_> {
 
 fn read_header(r: &mut impl Read) -> Result<NiftiHeader> {
     let mut buf = vec![0u8; 540];
-    r.read_exact(&mut buf[..4]).map_err(|_| ImagingError::Truncated {
-        what: "the NIfTI header".into(),
-    })?;
+    r.read_exact(&mut buf[..4])
+        .map_err(|_| ImagingError::Truncated {
+            what: "the NIfTI header".into(),
+        })?;
     let size_le = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
     let size_be = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
     let (size, be) = match (size_le, size_be) {
@@ -340,11 +378,16 @@ fn read_header(r: &mut impl Read) -> Result<NiftiHeader> {
         (_, 540) => (540, true),
         _ => return Err(ImagingError::NotRecognised),
     };
-    r.read_exact(&mut buf[4..size]).map_err(|_| ImagingError::Truncated {
-        what: "the NIfTI header".into(),
-    })?;
+    r.read_exact(&mut buf[4..size])
+        .map_err(|_| ImagingError::Truncated {
+            what: "the NIfTI header".into(),
+        })?;
     let f = Fields { b: &buf, be };
-    let h = if size == 348 { header_v1(&f)? } else { header_v2(&f)? };
+    let h = if size == 348 {
+        header_v1(&f)?
+    } else {
+        header_v2(&f)?
+    };
     validate(&h)?;
     Ok(h)
 }
@@ -352,11 +395,11 @@ fn read_header(r: &mut impl Read) -> Result<NiftiHeader> {
 fn header_v1(f: &Fields) -> Result<NiftiHeader> {
     match &f.b[344..348] {
         b"n+1\0" => {}
-        b"ni1\0" => {
-            return Err(ImagingError::Unsupported {
-                detail: "a NIfTI header (.hdr) without its image file (.img); upload the single-file .nii".into(),
-            })
-        }
+        b"ni1\0" => return Err(ImagingError::Unsupported {
+            detail:
+                "a NIfTI header (.hdr) without its image file (.img); upload the single-file .nii"
+                    .into(),
+        }),
         _ => return Err(ImagingError::NotRecognised),
     }
     let ndim = f.i16(40);
@@ -381,7 +424,11 @@ fn header_v1(f: &Fields) -> Result<NiftiHeader> {
         bitpix: f.i16(72),
         // A single-file NIfTI-1 keeps data at 352 at the earliest; nibabel
         // reads a smaller vox_offset as 352 too.
-        vox_offset: if vox.is_finite() && vox >= 352.0 { vox as u64 } else { 352 },
+        vox_offset: if vox.is_finite() && vox >= 352.0 {
+            vox as u64
+        } else {
+            352
+        },
         scl_slope: f.f32(112),
         scl_inter: f.f32(116),
         qform_code: f.i16(252) as i32,
@@ -399,7 +446,8 @@ fn header_v2(f: &Fields) -> Result<NiftiHeader> {
         b"n+2\0\r\n\x1a\n" => {}
         b"ni2\0\r\n\x1a\n" => {
             return Err(ImagingError::Unsupported {
-                detail: "a NIfTI-2 header without its image file; upload the single-file .nii".into(),
+                detail: "a NIfTI-2 header without its image file; upload the single-file .nii"
+                    .into(),
             })
         }
         _ => return Err(ImagingError::NotRecognised),
@@ -479,9 +527,21 @@ fn qform_affine(h: &NiftiHeader) -> [[f64; 4]; 4] {
     let w2 = 1.0 - (b * b + c * c + d * d);
     let a = if w2 < 0.0 { 0.0 } else { w2.sqrt() };
     let r = [
-        [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
-        [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
-        [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - c * c - b * b],
+        [
+            a * a + b * b - c * c - d * d,
+            2.0 * (b * c - a * d),
+            2.0 * (b * d + a * c),
+        ],
+        [
+            2.0 * (b * c + a * d),
+            a * a + c * c - b * b - d * d,
+            2.0 * (c * d - a * b),
+        ],
+        [
+            2.0 * (b * d - a * c),
+            2.0 * (c * d + a * b),
+            a * a + d * d - c * c - b * b,
+        ],
     ];
     let qfac = if h.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
     let zooms = [h.pixdim[1], h.pixdim[2], h.pixdim[3] * qfac];

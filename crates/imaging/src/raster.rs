@@ -86,9 +86,11 @@ fn decode_error(e: image::ImageError) -> ImagingError {
         image::ImageError::Unsupported(_) => ImagingError::Unsupported {
             detail: "this variant of the image format".into(),
         },
-        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => ImagingError::Truncated {
-            what: "the image".into(),
-        },
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            ImagingError::Truncated {
+                what: "the image".into(),
+            }
+        }
         _ => ImagingError::Corrupt {
             detail: "the image cannot be decoded".into(),
         },

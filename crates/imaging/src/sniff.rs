@@ -91,13 +91,19 @@ fn looks_like_bare_dataset(head: &[u8]) -> bool {
         return false;
     };
     let explicit_vr = h[4].is_ascii_uppercase() && h[5].is_ascii_uppercase();
-    let little = (u16::from_le_bytes([h[0], h[1]]), u16::from_le_bytes([h[2], h[3]]));
+    let little = (
+        u16::from_le_bytes([h[0], h[1]]),
+        u16::from_le_bytes([h[2], h[3]]),
+    );
     if little.0 == 0x0008 && little.1 <= 0x0100 {
         let implicit_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
         return explicit_vr || implicit_len < 1024;
     }
     // Explicit VR big endian (retired, but old archives hold it).
-    let big = (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]));
+    let big = (
+        u16::from_be_bytes([h[0], h[1]]),
+        u16::from_be_bytes([h[2], h[3]]),
+    );
     big.0 == 0x0008 && big.1 <= 0x0100 && explicit_vr
 }
 
@@ -140,7 +146,13 @@ mod tests {
 
     #[test]
     fn bare_dataset_explicit_and_implicit() {
-        assert_eq!(sniff(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100"), FileKind::DicomNoMeta);
-        assert_eq!(sniff(b"\x08\x00\x16\x00\x1a\x00\x00\x001.2.840"), FileKind::DicomNoMeta);
+        assert_eq!(
+            sniff(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100"),
+            FileKind::DicomNoMeta
+        );
+        assert_eq!(
+            sniff(b"\x08\x00\x16\x00\x1a\x00\x00\x001.2.840"),
+            FileKind::DicomNoMeta
+        );
     }
 }

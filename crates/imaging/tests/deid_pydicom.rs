@@ -1,13 +1,17 @@
 //! De-identification of real files from pydicom's test corpus (fetched by
 //! scripts/fixtures.sh), checked against every row of PS3.15 Table E.1-1.
 
+// Test helpers outside #[test] functions unwrap too: a failed setup is a
+// failed test (clippy.toml's allow-unwrap-in-tests covers only #[test]).
+#![allow(clippy::unwrap_used)]
+
 mod files_common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::header::Header;
+use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::{DataElement, Tag, VR};
 use dicom_object::mem::InMemElement;
 use dicom_object::{open_file, DefaultDicomObject, InMemDicomObject};
@@ -87,7 +91,9 @@ fn is_empty_value(e: &InMemElement) -> bool {
 }
 
 fn str_of(e: &InMemElement) -> String {
-    e.to_str().map(|s| s.trim_end_matches(['\0', ' ']).to_string()).unwrap_or_default()
+    e.to_str()
+        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        .unwrap_or_default()
 }
 
 fn ingest_corpus(cfg: &IngestConfig) -> Option<(PathBuf, tempfile::TempDir, IngestReport)> {
@@ -99,10 +105,16 @@ fn ingest_corpus(cfg: &IngestConfig) -> Option<(PathBuf, tempfile::TempDir, Inge
 
 #[test]
 fn every_profile_attribute_is_removed_or_replaced() {
-    let Some((dir, _out, report)) = ingest_corpus(&config()) else { return };
+    let Some((dir, _out, report)) = ingest_corpus(&config()) else {
+        return;
+    };
     // Only the corpus's deliberately damaged DICOMDIR and its READMEs.
     let expected_refusal = |f: &str| f.contains("DICOMDIR-") || f.contains("README");
-    assert!(report.rejected.iter().all(|r| expected_refusal(&r.file)), "{:#?}", report.rejected);
+    assert!(
+        report.rejected.iter().all(|r| expected_refusal(&r.file)),
+        "{:#?}",
+        report.rejected
+    );
     assert!(report.accepted.len() >= 90, "{}", report.accepted.len());
     // Which table rows the originals actually exercised.
     let mut exercised: BTreeSet<Tag> = BTreeSet::new();
@@ -110,22 +122,42 @@ fn every_profile_attribute_is_removed_or_replaced() {
         let original = open_original(&original_path(&dir, &a.file));
         let mut orig_elems = Vec::new();
         walk(&original, &mut orig_elems);
-        exercised.extend(orig_elems.iter().map(|e| e.tag()).filter(|t| PROFILE.iter().any(|p| p.tag == *t)));
+        exercised.extend(
+            orig_elems
+                .iter()
+                .map(|e| e.tag())
+                .filter(|t| PROFILE.iter().any(|p| p.tag == *t)),
+        );
 
         let stored = open_file(&a.path).unwrap();
         let mut elems = Vec::new();
         walk(&stored, &mut elems);
         for entry in PROFILE {
             for e in elems.iter().filter(|e| e.tag() == entry.tag) {
-                let what = format!("{} {} in {}", entry.name, imaging::deid::tag_text(entry.tag), a.file);
+                let what = format!(
+                    "{} {} in {}",
+                    entry.name,
+                    imaging::deid::tag_text(entry.tag),
+                    a.file
+                );
                 match entry.basic {
                     Action::X => panic!("{what}: must be removed"),
-                    Action::Z | Action::ZD | Action::XZ | Action::XZD => assert!(is_empty_value(e), "{what}: must be empty"),
+                    Action::Z | Action::ZD | Action::XZ | Action::XZD => {
+                        assert!(is_empty_value(e), "{what}: must be empty")
+                    }
                     Action::D | Action::XD => {
                         let v = str_of(e);
                         let ok = is_empty_value(e)
                             || v.starts_with("2.25.")
-                            || ["ANONYMIZED", "19000101", "000000", "19000101000000", "000D", "0"].contains(&v.as_str());
+                            || [
+                                "ANONYMIZED",
+                                "19000101",
+                                "000000",
+                                "19000101000000",
+                                "000D",
+                                "0",
+                            ]
+                            .contains(&v.as_str());
                         assert!(ok, "{what}: must be a dummy, is {v:?}");
                     }
                     Action::U => {
@@ -139,17 +171,34 @@ fn every_profile_attribute_is_removed_or_replaced() {
             }
         }
         for e in &elems {
-            assert!(e.tag().group() % 2 == 0, "private tag {} left in {}", e.tag(), a.file);
-            assert!(!is_repeating_group_removal(e.tag()), "curve/overlay data {} left in {}", e.tag(), a.file);
+            assert!(
+                e.tag().group() % 2 == 0,
+                "private tag {} left in {}",
+                e.tag(),
+                a.file
+            );
+            assert!(
+                !is_repeating_group_removal(e.tag()),
+                "curve/overlay data {} left in {}",
+                e.tag(),
+                a.file
+            );
         }
         // The patient's name and ID appear nowhere in the stored bytes.
         let bytes = std::fs::read(&a.path).unwrap();
         for tag in [Tag(0x0010, 0x0010), Tag(0x0010, 0x0020)] {
             if let Some(v) = original.get(tag).map(str_of).filter(|v| v.len() >= 4) {
-                assert!(!bytes.windows(v.len()).any(|w| w == v.as_bytes()), "{v:?} still in {}", a.file);
+                assert!(
+                    !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                    "{v:?} still in {}",
+                    a.file
+                );
             }
         }
-        assert_eq!(stored.get(Tag(0x0012, 0x0062)).map(str_of).as_deref(), Some("YES"));
+        assert_eq!(
+            stored.get(Tag(0x0012, 0x0062)).map(str_of).as_deref(),
+            Some("YES")
+        );
         let codes: Vec<String> = stored
             .get(Tag(0x0012, 0x0064))
             .and_then(|e| e.items())
@@ -158,16 +207,31 @@ fn every_profile_attribute_is_removed_or_replaced() {
             .filter_map(|i| i.get(Tag(0x0008, 0x0100)).map(str_of))
             .collect();
         assert_eq!(codes, ["113100"]);
-        assert_eq!(stored.meta().media_storage_sop_instance_uid().trim_end_matches('\0'), a.info.sop_uid);
+        assert_eq!(
+            stored
+                .meta()
+                .media_storage_sop_instance_uid()
+                .trim_end_matches('\0'),
+            a.info.sop_uid
+        );
     }
-    eprintln!("{} of {} table rows present in the corpus originals", exercised.len(), PROFILE.len());
-    assert!(exercised.len() >= 20, "the corpus should exercise the table: {exercised:?}");
+    eprintln!(
+        "{} of {} table rows present in the corpus originals",
+        exercised.len(),
+        PROFILE.len()
+    );
+    assert!(
+        exercised.len() >= 20,
+        "the corpus should exercise the table: {exercised:?}"
+    );
 }
 
 #[test]
 fn uids_are_consistent_within_a_study_and_stable_on_reingest() {
     let cfg = config();
-    let Some((dir, _out, first)) = ingest_corpus(&cfg) else { return };
+    let Some((dir, _out, first)) = ingest_corpus(&cfg) else {
+        return;
+    };
     let mut study_map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut series_map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for a in &first.accepted {
@@ -175,17 +239,29 @@ fn uids_are_consistent_within_a_study_and_stable_on_reingest() {
         let ostudy = original.get(Tag(0x0020, 0x000D)).map(str_of).unwrap();
         let oseries = original.get(Tag(0x0020, 0x000E)).map(str_of).unwrap();
         assert_ne!(ostudy, a.info.study_uid);
-        study_map.entry(ostudy).or_default().insert(a.info.study_uid.clone());
-        series_map.entry(oseries).or_default().insert(a.info.series_uid.clone());
+        study_map
+            .entry(ostudy)
+            .or_default()
+            .insert(a.info.study_uid.clone());
+        series_map
+            .entry(oseries)
+            .or_default()
+            .insert(a.info.series_uid.clone());
         let stored = open_file(&a.path).unwrap();
-        assert_eq!(stored.get(Tag(0x0020, 0x000D)).map(str_of).unwrap(), a.info.study_uid);
+        assert_eq!(
+            stored.get(Tag(0x0020, 0x000D)).map(str_of).unwrap(),
+            a.info.study_uid
+        );
     }
     // One replacement per original, and distinct originals stay distinct.
     assert!(study_map.values().all(|s| s.len() == 1), "{study_map:?}");
     assert!(series_map.values().all(|s| s.len() == 1));
     let new_studies: BTreeSet<_> = study_map.values().flatten().collect();
     assert_eq!(new_studies.len(), study_map.len());
-    assert!(study_map.len() >= 5, "the DICOMDIR folder holds several studies");
+    assert!(
+        study_map.len() >= 5,
+        "the DICOMDIR folder holds several studies"
+    );
     // Some study has several instances: consistency is really tested.
     let mut per_study: BTreeMap<&str, usize> = BTreeMap::new();
     for a in &first.accepted {
@@ -208,13 +284,20 @@ fn uids_are_consistent_within_a_study_and_stable_on_reingest() {
     other.deid.key = [8u8; 32];
     let out3 = tempfile::tempdir().unwrap();
     let third = ingest(&corpus_sources(&dir), &other, out3.path()).unwrap();
-    let sops = |r: &IngestReport| r.accepted.iter().map(|a| a.info.sop_uid.clone()).collect::<BTreeSet<_>>();
+    let sops = |r: &IngestReport| {
+        r.accepted
+            .iter()
+            .map(|a| a.info.sop_uid.clone())
+            .collect::<BTreeSet<_>>()
+    };
     assert!(sops(&first).is_disjoint(&sops(&third)));
 }
 
 #[test]
 fn pixel_data_is_untouched_and_dicomdir_skipped() {
-    let Some((dir, out, report)) = ingest_corpus(&config()) else { return };
+    let Some((dir, out, report)) = ingest_corpus(&config()) else {
+        return;
+    };
     let is_dicomdir = |f: &str| f.ends_with("/DICOMDIR");
     assert!(report.accepted.iter().all(|a| !is_dicomdir(&a.file)));
     assert!(report.rejected.iter().all(|r| !is_dicomdir(&r.file)));
@@ -222,13 +305,24 @@ fn pixel_data_is_untouched_and_dicomdir_skipped() {
     for a in &report.accepted {
         let original = open_original(&original_path(&dir, &a.file));
         let stored = open_file(&a.path).unwrap();
-        let (Some(o), Some(s)) = (original.get(Tag(0x7FE0, 0x0010)), stored.get(Tag(0x7FE0, 0x0010))) else {
-            assert!(original.get(Tag(0x7FE0, 0x0010)).is_none(), "pixel data lost in {}", a.file);
+        let (Some(o), Some(s)) = (
+            original.get(Tag(0x7FE0, 0x0010)),
+            stored.get(Tag(0x7FE0, 0x0010)),
+        ) else {
+            assert!(
+                original.get(Tag(0x7FE0, 0x0010)).is_none(),
+                "pixel data lost in {}",
+                a.file
+            );
             continue;
         };
         match (o.value(), s.value()) {
-            (Value::Primitive(po), Value::Primitive(ps)) => assert!(po.to_bytes() == ps.to_bytes(), "{}", a.file),
-            (Value::PixelSequence(po), Value::PixelSequence(ps)) => assert_eq!(po.fragments(), ps.fragments(), "{}", a.file),
+            (Value::Primitive(po), Value::Primitive(ps)) => {
+                assert!(po.to_bytes() == ps.to_bytes(), "{}", a.file)
+            }
+            (Value::PixelSequence(po), Value::PixelSequence(ps)) => {
+                assert_eq!(po.fragments(), ps.fragments(), "{}", a.file)
+            }
             _ => panic!("pixel data changed form in {}", a.file),
         }
         compared += 1;
@@ -243,7 +337,9 @@ fn pixel_data_is_untouched_and_dicomdir_skipped() {
 
 #[test]
 fn options_shift_dates_and_record_their_codes() {
-    let Some(ct) = fixture(&format!("{PYDICOM}/CT_small.dcm")) else { return };
+    let Some(ct) = fixture(&format!("{PYDICOM}/CT_small.dcm")) else {
+        return;
+    };
     let mut cfg = config();
     cfg.deid.retain_longitudinal_modified_dates = true;
     cfg.deid.clean_descriptors = true;
@@ -254,7 +350,11 @@ fn options_shift_dates_and_record_their_codes() {
     let original = open_file(&ct).unwrap();
     let date = |o: &InMemDicomObject| o.get(Tag(0x0008, 0x0020)).map(str_of).unwrap();
     let days = |d: &str| {
-        let (y, m, dd): (i64, i64, i64) = (d[0..4].parse().unwrap(), d[4..6].parse().unwrap(), d[6..8].parse().unwrap());
+        let (y, m, dd): (i64, i64, i64) = (
+            d[0..4].parse().unwrap(),
+            d[4..6].parse().unwrap(),
+            d[6..8].parse().unwrap(),
+        );
         y * 372 + m * 31 + dd
     };
     let (o, s) = (date(&original), date(&stored));
@@ -270,24 +370,44 @@ fn options_shift_dates_and_record_their_codes() {
         .filter_map(|i| i.get(Tag(0x0008, 0x0100)).map(str_of))
         .collect();
     assert_eq!(codes, ["113100", "113107", "113105"]);
-    assert_eq!(stored.get(Tag(0x0028, 0x0303)).map(str_of).as_deref(), Some("MODIFIED"));
-    assert!(report.accepted[0].deid.iter().any(|c| c.action == "date_shifted" && c.keyword == "StudyDate"));
+    assert_eq!(
+        stored.get(Tag(0x0028, 0x0303)).map(str_of).as_deref(),
+        Some("MODIFIED")
+    );
+    assert!(report.accepted[0]
+        .deid
+        .iter()
+        .any(|c| c.action == "date_shifted" && c.keyword == "StudyDate"));
 }
 
 #[test]
 fn burned_in_annotation_is_refused_or_flagged() {
-    let Some(ct) = fixture(&format!("{PYDICOM}/CT_small.dcm")) else { return };
+    let Some(ct) = fixture(&format!("{PYDICOM}/CT_small.dcm")) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let marked = tmp.path().join("burned.dcm");
     let mut obj = open_file(&ct).unwrap();
-    obj.put(DataElement::new(Tag(0x0028, 0x0301), VR::CS, PrimitiveValue::from("YES")));
+    obj.put(DataElement::new(
+        Tag(0x0028, 0x0301),
+        VR::CS,
+        PrimitiveValue::from("YES"),
+    ));
     obj.write_to_file(&marked).unwrap();
 
     let out = tempfile::tempdir().unwrap();
     let refused = ingest(&[source(&marked)], &config(), out.path()).unwrap();
     assert!(refused.accepted.is_empty());
-    assert!(refused.rejected[0].reason.contains("burned-in"), "{:?}", refused.rejected);
-    assert!(files_in(out.path()).iter().all(|p| p.is_dir() || p.file_name().unwrap().to_string_lossy().starts_with(".ingest")));
+    assert!(
+        refused.rejected[0].reason.contains("burned-in"),
+        "{:?}",
+        refused.rejected
+    );
+    assert!(files_in(out.path()).iter().all(|p| p.is_dir()
+        || p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".ingest")));
 
     let mut cfg = config();
     cfg.deid.burned_in = BurnedInPolicy::Flag;
@@ -298,15 +418,25 @@ fn burned_in_annotation_is_refused_or_flagged() {
 
 #[test]
 fn identity_map_only_when_asked() {
-    let Some(ct) = fixture(&format!("{PYDICOM}/CT_small.dcm")) else { return };
-    let original_study = open_file(&ct).unwrap().get(Tag(0x0020, 0x000D)).map(str_of).unwrap();
+    let Some(ct) = fixture(&format!("{PYDICOM}/CT_small.dcm")) else {
+        return;
+    };
+    let original_study = open_file(&ct)
+        .unwrap()
+        .get(Tag(0x0020, 0x000D))
+        .map(str_of)
+        .unwrap();
     let out = tempfile::tempdir().unwrap();
     let plain = ingest(&[source(&ct)], &config(), out.path()).unwrap();
     assert!(plain.identity_map.is_empty());
     let mut cfg = config();
     cfg.deid.keep_identity_map = true;
     let mapped = ingest(&[source(&ct)], &cfg, out.path()).unwrap();
-    let study = mapped.identity_map.iter().find(|m| m.tag == "(0020,000D)").unwrap();
+    let study = mapped
+        .identity_map
+        .iter()
+        .find(|m| m.tag == "(0020,000D)")
+        .unwrap();
     assert_eq!(study.original, original_study);
     assert_eq!(study.replacement, mapped.accepted[0].info.study_uid);
 }

@@ -3,6 +3,10 @@
 //! folder. Also all-or-nothing per study, nesting, NIfTI and raster
 //! de-identification. No fixtures needed.
 
+// Test helpers outside #[test] functions unwrap too: a failed setup is a
+// failed test (clippy.toml's allow-unwrap-in-tests covers only #[test]).
+#![allow(clippy::unwrap_used)]
+
 mod files_common;
 
 use std::io::Write;
@@ -38,7 +42,11 @@ fn dicom(study: &str, sop: &str) -> Vec<u8> {
         u(0x0028, 0x0101, 16),
         u(0x0028, 0x0102, 15),
         u(0x0028, 0x0103, 0),
-        DataElement::new(Tag(0x7FE0, 0x0010), VR::OB, PrimitiveValue::from(vec![7u8; 16 * 16 * 2])),
+        DataElement::new(
+            Tag(0x7FE0, 0x0010),
+            VR::OB,
+            PrimitiveValue::from(vec![7u8; 16 * 16 * 2]),
+        ),
     ]);
     let file = obj
         .with_meta(
@@ -55,7 +63,10 @@ fn dicom(study: &str, sop: &str) -> Vec<u8> {
 
 /// The header bytes of the Pixel Data element (explicit VR LE, OB).
 fn pixel_header_at(bytes: &[u8]) -> usize {
-    bytes.windows(6).position(|w| w == b"\xe0\x7f\x10\x00OB").unwrap()
+    bytes
+        .windows(6)
+        .position(|w| w == b"\xe0\x7f\x10\x00OB")
+        .unwrap()
 }
 
 fn truncated_dicom(study: &str, sop: &str) -> Vec<u8> {
@@ -88,20 +99,35 @@ fn run(path: &Path, cfg: &IngestConfig) -> (tempfile::TempDir, IngestReport) {
 /// Refused with `reason` containing `why`, and nothing left behind.
 fn assert_refused(path: &Path, why: &str) {
     let (out, report) = run(path, &config());
-    assert!(report.accepted.is_empty(), "{:?}", report.accepted.iter().map(|a| &a.file).collect::<Vec<_>>());
+    assert!(
+        report.accepted.is_empty(),
+        "{:?}",
+        report.accepted.iter().map(|a| &a.file).collect::<Vec<_>>()
+    );
     assert!(
         report.rejected.iter().any(|r| r.reason.contains(why)),
         "expected {why:?} in {:#?}",
         report.rejected
     );
-    assert!(files_in(out.path()).is_empty(), "left behind: {:?}", files_in(out.path()));
+    assert!(
+        files_in(out.path()).is_empty(),
+        "left behind: {:?}",
+        files_in(out.path())
+    );
 }
 
 #[test]
 fn zip_bomb_is_refused_while_inflating() {
     let tmp = tempfile::tempdir().unwrap();
-    let bomb = zip_of(&[("ok.dcm", dicom("1.2.3", "1.2.3.1")), ("bomb.dcm", vec![0u8; 64 << 20])]);
-    assert!(bomb.len() < 1 << 20, "the bomb should be small: {}", bomb.len());
+    let bomb = zip_of(&[
+        ("ok.dcm", dicom("1.2.3", "1.2.3.1")),
+        ("bomb.dcm", vec![0u8; 64 << 20]),
+    ]);
+    assert!(
+        bomb.len() < 1 << 20,
+        "the bomb should be small: {}",
+        bomb.len()
+    );
     let p = write(&tmp, "bomb.zip", &bomb);
     assert_refused(&p, "zip bomb");
 }
@@ -109,7 +135,14 @@ fn zip_bomb_is_refused_while_inflating() {
 #[test]
 fn total_inflated_size_is_a_whole_upload_limit() {
     let tmp = tempfile::tempdir().unwrap();
-    let p = write(&tmp, "big.zip", &zip_of(&[("a.dcm", dicom("1.2.3", "1.2.3.1")), ("b.bin", vec![1u8; 3 << 20])]));
+    let p = write(
+        &tmp,
+        "big.zip",
+        &zip_of(&[
+            ("a.dcm", dicom("1.2.3", "1.2.3.1")),
+            ("b.bin", vec![1u8; 3 << 20]),
+        ]),
+    );
     let mut cfg = config();
     cfg.limits.max_uncompressed_bytes = 2 << 20;
     cfg.limits.max_ratio = u64::MAX;
@@ -141,7 +174,8 @@ fn zip_slip_entry_is_refused() {
 fn symlink_entry_and_symlink_in_folder_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    w.add_symlink("IMG0001.dcm", "/etc/passwd", SimpleFileOptions::default()).unwrap();
+    w.add_symlink("IMG0001.dcm", "/etc/passwd", SimpleFileOptions::default())
+        .unwrap();
     let p = write(&tmp, "link.zip", &w.finish().unwrap().into_inner());
     assert_refused(&p, "symbolic link");
 
@@ -185,7 +219,8 @@ fn png_renamed_dcm_is_taken_for_what_it_is_and_loses_its_text() {
         let mut enc = png::Encoder::new(&mut png_bytes, 4, 3);
         enc.set_color(png::ColorType::Grayscale);
         enc.set_depth(png::BitDepth::Eight);
-        enc.add_text_chunk("Comment".into(), "Doe^Jane PID123456".into()).unwrap();
+        enc.add_text_chunk("Comment".into(), "Doe^Jane PID123456".into())
+            .unwrap();
         let mut w = enc.write_header().unwrap();
         w.write_image_data(&[9u8; 12]).unwrap();
     }
@@ -217,10 +252,19 @@ fn a_failing_file_takes_its_whole_study_down_and_nothing_else() {
     assert_eq!(report.accepted.len(), 1);
     assert_eq!(report.accepted[0].file, "study.zip/s2/IMG0001.dcm");
     assert_eq!(report.rejected.len(), 4, "{:#?}", report.rejected);
-    let bad = report.rejected.iter().find(|r| r.file == "study.zip/s1/IMG0004.dcm").unwrap();
+    let bad = report
+        .rejected
+        .iter()
+        .find(|r| r.file == "study.zip/s1/IMG0004.dcm")
+        .unwrap();
     assert_eq!(bad.reason, "file 4 of 5: pixel data is truncated");
     for r in report.rejected.iter().filter(|r| r.file != bad.file) {
-        assert!(r.reason.contains("file 4 of 5, study.zip/s1/IMG0004.dcm: pixel data is truncated"), "{}", r.reason);
+        assert!(
+            r.reason
+                .contains("file 4 of 5, study.zip/s1/IMG0004.dcm: pixel data is truncated"),
+            "{}",
+            r.reason
+        );
     }
     assert_eq!(files_in(out.path()), vec![report.accepted[0].path.clone()]);
     // The accepted study was de-identified.
@@ -246,13 +290,21 @@ fn one_level_of_nested_zip_is_expanded_two_are_refused() {
 #[test]
 fn too_many_files_refuses_the_upload() {
     let tmp = tempfile::tempdir().unwrap();
-    let entries: Vec<(String, Vec<u8>)> = (0..4).map(|i| (format!("{i}.dcm"), dicom("1.2.3", &format!("1.2.3.{i}")))).collect();
-    let refs: Vec<(&str, Vec<u8>)> = entries.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+    let entries: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| (format!("{i}.dcm"), dicom("1.2.3", &format!("1.2.3.{i}"))))
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.clone()))
+        .collect();
     let p = write(&tmp, "many.zip", &zip_of(&refs));
     let mut cfg = config();
     cfg.limits.max_files = 3;
     let out = tempfile::tempdir().unwrap();
-    assert_eq!(ingest(&[source(&p)], &cfg, out.path()).unwrap_err(), ImagingError::TooManyFiles { max: 3 });
+    assert_eq!(
+        ingest(&[source(&p)], &cfg, out.path()).unwrap_err(),
+        ImagingError::TooManyFiles { max: 3 }
+    );
     assert!(files_in(out.path()).is_empty());
 }
 
@@ -263,7 +315,10 @@ fn upload_size_limit() {
     let mut cfg = config();
     cfg.limits.max_upload_bytes = 100;
     let out = tempfile::tempdir().unwrap();
-    assert!(matches!(ingest(&[source(&p)], &cfg, out.path()), Err(ImagingError::TooLarge { .. })));
+    assert!(matches!(
+        ingest(&[source(&p)], &cfg, out.path()),
+        Err(ImagingError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -293,10 +348,19 @@ fn nifti_text_fields_are_blanked_plain_and_gzipped() {
     let sources = [source(&plain), source(&gzp)];
     let report = ingest(&sources, &config(), out.path()).unwrap();
     assert_eq!(report.accepted.len(), 2, "{:?}", report.rejected);
-    assert!(report.accepted.iter().all(|a| a.kind == InstanceKind::Nifti));
+    assert!(report
+        .accepted
+        .iter()
+        .all(|a| a.kind == InstanceKind::Nifti));
     // Non-DICOM files of one call share one study, each NIfTI its own series.
-    assert_eq!(report.accepted[0].info.study_uid, report.accepted[1].info.study_uid);
-    assert_ne!(report.accepted[0].info.series_uid, report.accepted[1].info.series_uid);
+    assert_eq!(
+        report.accepted[0].info.study_uid,
+        report.accepted[1].info.study_uid
+    );
+    assert_ne!(
+        report.accepted[0].info.series_uid,
+        report.accepted[1].info.series_uid
+    );
     for a in &report.accepted {
         let stored = imaging::nifti::open(&a.path).unwrap();
         assert_eq!(stored.header.descrip, "");
@@ -307,25 +371,41 @@ fn nifti_text_fields_are_blanked_plain_and_gzipped() {
     // Same files again: same synthetic UIDs.
     let out2 = tempfile::tempdir().unwrap();
     let again = ingest(&sources, &config(), out2.path()).unwrap();
-    assert_eq!(again.accepted[0].info.sop_uid, report.accepted[0].info.sop_uid);
+    assert_eq!(
+        again.accepted[0].info.sop_uid,
+        report.accepted[0].info.sop_uid
+    );
 }
 
 #[test]
 fn garbage_is_not_recognised_and_names_its_position() {
     let tmp = tempfile::tempdir().unwrap();
-    let p = write(&tmp, "notes.zip", &zip_of(&[("a.dcm", dicom("1.2.3", "1.2.3.1")), ("readme.txt", b"hello".to_vec())]));
+    let p = write(
+        &tmp,
+        "notes.zip",
+        &zip_of(&[
+            ("a.dcm", dicom("1.2.3", "1.2.3.1")),
+            ("readme.txt", b"hello".to_vec()),
+        ]),
+    );
     let (_out, report) = run(&p, &config());
     assert_eq!(report.accepted.len(), 1);
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(report.rejected[0].file, "notes.zip/readme.txt");
-    assert!(report.rejected[0].reason.starts_with("file 2 of 2: not a recognised medical image"));
+    assert!(report.rejected[0]
+        .reason
+        .starts_with("file 2 of 2: not a recognised medical image"));
 }
 
 #[test]
 fn sources_keep_their_names() {
     // Source.name, not the path on disk, is what the report shows.
     let tmp = tempfile::tempdir().unwrap();
-    let p = write(&tmp, "upload-0001.tmp", &truncated_dicom("1.2.3", "1.2.3.1"));
+    let p = write(
+        &tmp,
+        "upload-0001.tmp",
+        &truncated_dicom("1.2.3", "1.2.3.1"),
+    );
     let out = tempfile::tempdir().unwrap();
     let src = Source {
         name: "IMG0012.dcm".into(),

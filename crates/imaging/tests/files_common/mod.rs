@@ -14,7 +14,9 @@ use imaging::Source;
 pub fn fixture(rel: &str) -> Option<PathBuf> {
     let root = std::env::var_os("MEDVISION_FIXTURES")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/medvision/fixtures")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/medvision/fixtures"))
+        })?;
     let p = root.join(rel);
     if p.exists() {
         Some(p)
@@ -35,7 +37,10 @@ pub fn config() -> IngestConfig {
 
 pub fn source(path: &Path) -> Source {
     Source {
-        name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         path: path.to_path_buf(),
     }
 }
