@@ -228,6 +228,12 @@ fn stage_dicom(entry: &Entry, obj: &mut DefaultDicomObject, ctx: &FileCtx) -> Re
         })?;
     let (sha256, bytes) = sha256_file(&staged_path)?;
     let mut info = instance_info(obj);
+    info.transfer_syntax = Some(
+        obj.meta()
+            .transfer_syntax()
+            .trim_end_matches(['\0', ' '])
+            .to_string(),
+    );
     info.burned_in_annotation = outcome.burned_in;
     let dicom_json = header_json(obj)?;
     Ok(Staged {
@@ -318,21 +324,51 @@ fn read_error(e: dicom_object::ReadError) -> ImagingError {
 /// inflating them; they are left to the parser (bounded by
 /// [`Limits::max_file_bytes`] on the file itself).
 ///
-/// The walk only refuses impossible lengths. Where it runs out of bytes
-/// mid-header or meets something it cannot follow, it stops and leaves the
-/// verdict to the parser, which reports truncation itself.
+/// A walk that runs out of bytes mid-header refuses the file as truncated
+/// too: the parser would otherwise meet the same header and might trust a
+/// length the walk could not check. Fewer than 8 bytes after the last
+/// element are trailing padding, not an element.
 pub fn check_declared_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
-    match walk_lengths(path, kind, limits) {
-        Err(e @ (ImagingError::Corrupt { .. } | ImagingError::Io)) => Err(e),
-        Err(ImagingError::Truncated { what }) if what != HEADER_EOF => {
-            Err(ImagingError::Truncated { what })
-        }
-        _ => Ok(()),
-    }
+    walk_lengths(path, kind, limits).map_err(|e| match e {
+        ImagingError::Truncated { what } if what == HEADER_EOF => ImagingError::Truncated {
+            what: "the file".into(),
+        },
+        other => other,
+    })
 }
 
 /// What a short read of an element header reports inside the walk.
 const HEADER_EOF: &str = "an element header";
+
+/// VRs with a 2-byte length in explicit VR (PS3.5 7.1.2), as dicom-encoding
+/// reads them; every other VR, and an unknown one (read as UN), has a
+/// 4-byte length after 2 reserved bytes.
+fn is_short_length_vr(vr: &[u8; 2]) -> bool {
+    matches!(
+        vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
+    )
+}
 
 fn walk_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
     let file_len = std::fs::metadata(path)?.len();
@@ -359,7 +395,7 @@ fn walk_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
         big_endian = bare_dataset_is_big_endian(&head);
     }
     let mut in_encapsulated = false;
-    while r.pos < r.len {
+    while r.len - r.pos >= 8 {
         let tag = r.tag(big_endian)?;
         if tag.0 == 0xFFFE {
             let len = r.u32(big_endian)?;
@@ -374,22 +410,9 @@ fn walk_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
         let (vr, len) = if explicit {
             let mut vr = [0u8; 2];
             r.read(&mut vr)?;
-            if matches!(
-                &vr,
-                b"OB"
-                    | b"OD"
-                    | b"OF"
-                    | b"OL"
-                    | b"OV"
-                    | b"OW"
-                    | b"SQ"
-                    | b"SV"
-                    | b"UC"
-                    | b"UN"
-                    | b"UR"
-                    | b"UT"
-                    | b"UV"
-            ) {
+            // Short-length VRs exactly as dicom-encoding lists them; any
+            // other (or unknown, read as UN) has a 4-byte length.
+            if !is_short_length_vr(&vr) {
                 r.skip(2)?;
                 (Some(vr), r.u32(big_endian)?)
             } else {
@@ -399,9 +422,13 @@ fn walk_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
             (None, r.u32(big_endian)?)
         };
         if len == u32::MAX {
-            if vr == Some(*b"UN") {
-                // Implicit-VR content inside an explicit file: the parser
-                // handles it; this walk would misread it.
+            let known_long = matches!(
+                vr.as_ref().map(|v| &v[..]),
+                None | Some(b"OB" | b"OW" | b"SQ")
+            );
+            if !known_long {
+                // UN (or an unknown VR) of undefined length holds implicit
+                // VR content the parser re-reads; this walk would misread it.
                 return Ok(());
             }
             if tag == (0x7FE0, 0x0010) {
@@ -791,6 +818,26 @@ fn synthetic_info(
 
 fn ingest_nifti(entry: &Entry, gzipped: bool, ctx: &FileCtx) -> Result<Staged> {
     let vol = nifti::open(&entry.path)?;
+    // A .nii.gz is inflated while reading: its declared size is bounded
+    // like an archive's.
+    let declared = vol.data_bytes().saturating_add(vol.header.vox_offset);
+    if declared
+        > ctx
+            .cfg
+            .limits
+            .max_uncompressed_bytes
+            .min(ctx.cfg.limits.max_file_bytes)
+    {
+        return Err(ImagingError::TooLarge {
+            what: "the NIfTI volume".into(),
+            limit: human_bytes(
+                ctx.cfg
+                    .limits
+                    .max_file_bytes
+                    .min(ctx.cfg.limits.max_uncompressed_bytes),
+            ),
+        });
+    }
     // Reads every voxel once: a truncated or damaged stream fails here,
     // not in the viewer.
     vol.for_each_slice(|_, _, _| Ok(()))?;

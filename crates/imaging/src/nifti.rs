@@ -192,9 +192,16 @@ impl NiftiVolume {
             // A plain file: the BufReader over File seeks directly.
             reader_seek(&mut reader, skip)?;
         }
-        let mut raw = vec![0u8; slice_bytes as usize];
-        reader.read_exact(&mut raw).map_err(truncated)?;
+        let raw = read_slice(&mut reader, slice_bytes as usize)?;
         self.convert(&raw)
+    }
+
+    /// Bytes of voxel data the header declares.
+    pub fn data_bytes(&self) -> u64 {
+        let [nx, ny, nz, nt] = self.shape();
+        [nx, ny, nz, nt, self.voxel_bytes()]
+            .iter()
+            .fold(1u64, |acc, &v| acc.saturating_mul(v as u64))
     }
 
     /// Streams every slice in file order (z fastest, then t), one slice in
@@ -210,10 +217,9 @@ impl NiftiVolume {
             &mut (&mut reader).take(self.header.vox_offset),
             &mut std::io::sink(),
         )?;
-        let mut raw = vec![0u8; slice_bytes];
         for t in 0..nt {
             for z in 0..nz {
-                reader.read_exact(&mut raw).map_err(truncated)?;
+                let raw = read_slice(&mut reader, slice_bytes)?;
                 let values = self.convert(&raw)?;
                 f(z, t, &values)?;
             }
@@ -262,6 +268,22 @@ impl NiftiVolume {
         }
         Ok(out)
     }
+}
+
+/// Reads one slice, growing the buffer only as bytes arrive: a gzipped
+/// header can declare slices far larger than the data that follows.
+fn read_slice(reader: &mut impl Read, n: usize) -> Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    reader
+        .take(n as u64)
+        .read_to_end(&mut raw)
+        .map_err(truncated)?;
+    if raw.len() < n {
+        return Err(ImagingError::Truncated {
+            what: "the NIfTI voxel data".into(),
+        });
+    }
+    Ok(raw)
 }
 
 fn truncated(e: std::io::Error) -> ImagingError {
