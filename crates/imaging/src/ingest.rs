@@ -337,6 +337,13 @@ pub fn check_declared_lengths(path: &Path, kind: FileKind, limits: &Limits) -> R
     })
 }
 
+fn implicit_is_sequence(tag: (u16, u16)) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(Tag(tag.0, tag.1))
+        .is_some_and(|e| matches!(e.vr(), dicom_core::dictionary::VirtualVr::Exact(VR::SQ)))
+}
+
 /// What a short read of an element header reports inside the walk.
 const HEADER_EOF: &str = "an element header";
 
@@ -436,7 +443,13 @@ fn walk_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
             }
             continue;
         }
-        if vr == Some(*b"SQ") {
+        // Implicit VR carries no VR: the dictionary says which tags are
+        // sequences, whose items' elements must be walked too.
+        let is_sequence = match vr {
+            Some(v) => &v == b"SQ",
+            None => implicit_is_sequence(tag),
+        };
+        if is_sequence {
             if u64::from(len) > r.len - r.pos {
                 return Err(length_error(len, tag, limits));
             }
