@@ -14,6 +14,10 @@
 //!
 //! DICOMDIR files (Media Storage Directory Storage) are skipped, not
 //! rejected: they index the images, which are in the same upload.
+//!
+//! The content decides what a file is: a PNG named `IMG0001.dcm` is
+//! ingested as a raster image (re-encoded, its metadata dropped), never fed
+//! to the DICOM parser; a file no format recognises is refused.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -320,9 +324,8 @@ fn read_error(e: dicom_object::ReadError) -> ImagingError {
 /// an element's declared length up front, so a 4 GB length in a 1 kB file
 /// must be refused here, not discovered after the allocation. Checks every
 /// defined length against the bytes left in the file, descending into
-/// sequences and items. Deflated datasets cannot be walked without
-/// inflating them; they are left to the parser (bounded by
-/// [`Limits::max_file_bytes`] on the file itself).
+/// sequences and items. Deflated datasets are inflated first (see
+/// [`walk_deflated`]).
 ///
 /// A walk that runs out of bytes mid-header refuses the file as truncated
 /// too: the parser would otherwise meet the same header and might trust a
@@ -391,7 +394,7 @@ fn walk_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
         match ts.as_str() {
             "1.2.840.10008.1.2" => explicit = false,
             "1.2.840.10008.1.2.2" => big_endian = true,
-            "1.2.840.10008.1.2.1.99" => return Ok(()),
+            "1.2.840.10008.1.2.1.99" => return walk_deflated(path, r.pos, limits),
             _ => {}
         }
     } else {
@@ -401,6 +404,43 @@ fn walk_lengths(path: &Path, kind: FileKind, limits: &Limits) -> Result<()> {
         explicit = head[4].is_ascii_uppercase() && head[5].is_ascii_uppercase();
         big_endian = bare_dataset_is_big_endian(&head);
     }
+    walk_dataset(&mut r, explicit, big_endian, limits)
+}
+
+/// A deflated dataset is inflated (counted against
+/// [`Limits::max_file_bytes`]) into an anonymous temporary file and walked
+/// there as the explicit VR little endian dataset it is.
+fn walk_deflated(path: &Path, dataset_at: u64, limits: &Limits) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(dataset_at))?;
+    let mut inflated = tempfile::tempfile()?;
+    let mut inflate =
+        flate2::read::DeflateDecoder::new(BufReader::new(file)).take(limits.max_file_bytes + 1);
+    let n = std::io::copy(&mut inflate, &mut inflated).map_err(|_| ImagingError::Corrupt {
+        detail: "the deflated DICOM data cannot be decompressed".into(),
+    })?;
+    if n > limits.max_file_bytes {
+        return Err(ImagingError::TooLarge {
+            what: "the file once decompressed".into(),
+            limit: human_bytes(limits.max_file_bytes),
+        });
+    }
+    inflated.seek(SeekFrom::Start(0))?;
+    let mut r = LenReader {
+        inner: BufReader::new(inflated),
+        pos: 0,
+        len: n,
+    };
+    walk_dataset(&mut r, true, false, limits)
+}
+
+fn walk_dataset(
+    r: &mut LenReader,
+    explicit: bool,
+    big_endian: bool,
+    limits: &Limits,
+) -> Result<()> {
     let mut in_encapsulated = false;
     while r.len - r.pos >= 8 {
         let tag = r.tag(big_endian)?;

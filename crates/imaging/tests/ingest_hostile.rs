@@ -356,3 +356,39 @@ fn sources_keep_their_names() {
     let report = ingest(&[src], &config(), out.path()).unwrap();
     assert_eq!(report.rejected[0].file, "IMG0012.dcm");
 }
+
+#[test]
+fn four_gigabyte_length_inside_a_deflated_dataset_is_refused() {
+    use std::io::Read;
+    // Write the synthetic image with the Deflated Explicit VR Little Endian
+    // syntax, then inflate its dataset, plant the length, and deflate again.
+    let plain = dicom("1.2.3", "1.2.3.1");
+    let obj = dicom_object::from_reader(&plain[128..]).unwrap();
+    let deflated_obj = obj
+        .into_inner()
+        .with_meta(
+            dicom_object::FileMetaTableBuilder::new()
+                .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+                .media_storage_sop_instance_uid("1.2.3.1")
+                .transfer_syntax("1.2.840.10008.1.2.1.99"),
+        )
+        .unwrap();
+    let mut bytes = Vec::new();
+    deflated_obj.write_all(&mut bytes).unwrap();
+    let group_len = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+    let start = 144 + group_len;
+    let mut dataset = Vec::new();
+    flate2::read::DeflateDecoder::new(&bytes[start..])
+        .read_to_end(&mut dataset)
+        .unwrap();
+    let at = pixel_header_at(&dataset) + 8;
+    dataset[at..at + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&dataset).unwrap();
+    bytes.truncate(start);
+    bytes.extend_from_slice(&enc.finish().unwrap());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write(&tmp, "deflated.dcm", &bytes);
+    assert_refused(&p, "larger than any real file");
+}
