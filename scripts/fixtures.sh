@@ -26,3 +26,11 @@ fetch_wheel() {
 # ran to write pydicom_expected.json; bump both together.
 fetch_wheel pydicom 3.0.2
 # --- end DICOM
+
+# --- NIfTI (imaging-files): nibabel's test data (nibabel/tests/data: NIfTI-1,
+# NIfTI-2, .nii.gz, 4D) and nilearn's MNI152 templates (nilearn/datasets/data).
+# crates/imaging/tests/fixtures/gen_nibabel_expected.py ran with these versions
+# to write nibabel_expected.json; bump all three together.
+fetch_wheel nibabel 5.4.2
+fetch_wheel nilearn 0.14.1
+# --- end NIfTI

@@ -96,4 +96,20 @@ pub struct Accepted {
 pub struct IngestReport {
     pub accepted: Vec<Accepted>,
     pub rejected: Vec<Rejected>,
+    /// Original → replacement identifiers, for re-identification by an
+    /// admin. Empty unless `DeidConfig::keep_identity_map` is on: the
+    /// mapping is PHI and is never kept otherwise. Entries of rejected
+    /// studies are left out.
+    pub identity_map: Vec<IdentityEntry>,
+}
+
+/// One original identifier and what replaced it (empty when it was
+/// removed or emptied). Only produced on request; see
+/// [`IngestReport::identity_map`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityEntry {
+    /// `"(0020,000D)"`.
+    pub tag: String,
+    pub original: String,
+    pub replacement: String,
 }
