@@ -25,6 +25,15 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; th
   cargo install wasm-bindgen-cli --version "$want"
 fi
 
+# --- imaging (DICOM): cmake builds CharLS, the JPEG-LS codec of dicom-pixeldata.
+if ! command -v cmake >/dev/null; then
+  log "installing cmake (builds the JPEG-LS codec)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq cmake >/dev/null
+fi
+# --- end imaging (DICOM)
+
 if [ "${1:-}" = "--test" ]; then
   if ! command -v cargo-nextest >/dev/null; then
     log "installing cargo-nextest"
