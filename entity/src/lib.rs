@@ -9,7 +9,10 @@ pub mod api_token;
 pub mod audit_log;
 pub mod case;
 pub mod case_member;
+pub mod instance;
 pub mod organization;
+pub mod series;
+pub mod study;
 pub mod user;
 
 pub mod prelude {

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_accounts;
 mod m20261123_000002_cases;
 mod m20261123_000003_audit;
+mod m20261124_000004_imaging;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_accounts::Migration),
             Box::new(m20261123_000002_cases::Migration),
             Box::new(m20261123_000003_audit::Migration),
+            Box::new(m20261124_000004_imaging::Migration),
         ]
     }
 }

@@ -77,6 +77,7 @@ pub fn router() -> Router<AppState> {
         .route("/cases/{id}", get(get_case).patch(update_case))
         .route("/cases/{id}/members", post(add_member))
         .route("/openapi.json", get(openapi))
+        .merge(crate::images::router())
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async {
             (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({
@@ -275,10 +276,12 @@ async fn add_member(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "MedVision API", description = "Cases, accounts and (as they land) studies, findings and reports. AI output is decision support, never a diagnosis."),
-    paths(login, logout, me, create_token, list_tokens, list_cases, create_case, get_case, update_case, add_member),
-    components(schemas(LoginInput, SessionOut, UserDto, TokenInput, NewTokenOut, TokenDto, CaseDto, CaseDetail, CasePage, MemberDto, NewCaseInput, CasePatchInput, AddMemberInput)),
+    paths(login, logout, me, create_token, list_tokens, list_cases, create_case, get_case, update_case, add_member,
+        crate::images::upload, crate::images::list_studies, crate::images::list_instances, crate::images::metadata, crate::images::render),
+    components(schemas(LoginInput, SessionOut, UserDto, TokenInput, NewTokenOut, TokenDto, CaseDto, CaseDetail, CasePage, MemberDto, NewCaseInput, CasePatchInput, AddMemberInput,
+        app::images::StudyDto, app::images::SeriesDto, app::images::InstanceDto, app::images::DeidItem, app::images::UploadOutcome, app::images::UploadedStudy, app::images::RejectedDto)),
     modifiers(&Security),
-    tags((name = "auth", description = "Sessions and API tokens"), (name = "cases", description = "Cases, scoped to the caller's organisation"))
+    tags((name = "auth", description = "Sessions and API tokens"), (name = "cases", description = "Cases, scoped to the caller's organisation"), (name = "images", description = "Upload (de-identified on ingest), studies, instances, metadata and rendering"))
 )]
 pub struct ApiDoc;
 

@@ -41,6 +41,20 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Import a folder, ZIP or files of images into a case, de-identified
+    /// exactly as a browser upload is.
+    Import {
+        /// Files, folders or ZIP archives.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The case's id.
+        #[arg(long)]
+        case: uuid::Uuid,
+        /// The user importing (must be able to see the case); recorded in
+        /// the audit log.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +138,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Import { paths, case, email } => {
+            let db = crate::db::connect(&settings).await?;
+            crate::db::migrate(&db).await?;
+            import(&settings, &db.conn, paths, case, &email).await
+        }
         other => {
             let db = crate::db::connect(&settings).await?;
             crate::db::migrate(&db).await?;
@@ -186,6 +205,88 @@ async fn bootstrap_demo(
     .await
     .map_err(cli_err)?;
     Ok(Some((email, password)))
+}
+
+async fn import(
+    settings: &Settings,
+    db: &sea_orm::DatabaseConnection,
+    paths: Vec<PathBuf>,
+    case: uuid::Uuid,
+    email: &str,
+) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let u = admin::find_user(db, email).await.map_err(cli_err)?;
+    let actor = app::auth::ssr::actor_for_user(db, u.id)
+        .await
+        .map_err(cli_err)?
+        .with_context(|| format!("{email} is not enabled"))?;
+    app::cases::ssr::find_visible(db, &actor, case)
+        .await
+        .map_err(|_| anyhow::anyhow!("case {case} not found for {email}"))?;
+    let mut sources = Vec::new();
+    for p in paths {
+        if !p.exists() {
+            bail!("{} does not exist", p.display());
+        }
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string());
+        sources.push(imaging::Source { name, path: p });
+    }
+    let img = crate::images::Imaging {
+        blobs: crate::blobs::Blobs::open(&settings.data_dir, settings.storage_url.as_deref())?,
+        ingest: settings.ingest_config()?,
+        max_upload_bytes: u64::MAX,
+        tmp_dir: settings.data_dir.join("tmp"),
+        cache_dir: settings.data_dir.join("cache"),
+    };
+    std::fs::create_dir_all(&img.tmp_dir)?;
+    let work = tempfile::Builder::new()
+        .prefix("import-")
+        .tempdir_in(&img.tmp_dir)?;
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {bar:40} {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("checking and de-identifying");
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let outcome = crate::images::ingest_and_record(
+        db,
+        &img,
+        &actor,
+        case,
+        sources,
+        work.path().join("out"),
+        Some(&bar),
+    )
+    .await
+    .map_err(cli_err)?;
+    bar.finish_and_clear();
+    println!(
+        "{} file(s) accepted into {} stud{}",
+        outcome.accepted,
+        outcome.studies.len(),
+        if outcome.studies.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        }
+    );
+    for s in &outcome.studies {
+        println!(
+            "  study {} ({}): {} series, {} instances",
+            s.id, s.modality, s.series, s.instances
+        );
+    }
+    for r in &outcome.rejected {
+        println!("  refused {}: {}", r.file, r.reason);
+    }
+    if outcome.accepted == 0 {
+        bail!("nothing was imported");
+    }
+    Ok(())
 }
 
 async fn admin_command(db: &sea_orm::DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
@@ -273,7 +374,9 @@ async fn admin_command(db: &sea_orm::DatabaseConnection, cmd: Command) -> anyhow
                 Some(b) => bail!("audit chain broken at row {}: {}", b.seq, b.reason),
             }
         }
-        Command::Serve | Command::Migrate => unreachable!("handled in run"),
+        Command::Serve | Command::Migrate | Command::Import { .. } => {
+            unreachable!("handled in run")
+        }
     }
     Ok(())
 }

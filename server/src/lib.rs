@@ -3,8 +3,10 @@
 //! `Application::run` serves until shutdown. `main.rs` only parses the CLI.
 
 pub mod api;
+pub mod blobs;
 pub mod cli;
 pub mod db;
+pub mod images;
 pub mod middleware;
 pub mod settings;
 
@@ -34,6 +36,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     pub state: AppState,
+    pub imaging: Arc<images::Imaging>,
     pub addr: SocketAddr,
     pub url: String,
     sessions: db::DbSessionStore,
@@ -71,11 +74,20 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         leptos_options: leptos_options(&settings, addr),
         auth: Arc::new(auth),
     };
-    let router = router(&settings, state.clone(), database.sessions.clone());
+    let imaging = Arc::new(images::Imaging {
+        blobs: blobs::Blobs::open(&settings.data_dir, settings.storage_url.as_deref())?,
+        ingest: settings.ingest_config()?,
+        max_upload_bytes: settings.max_upload_bytes,
+        tmp_dir: settings.data_dir.join("tmp"),
+        cache_dir: settings.data_dir.join("cache"),
+    });
+    let router = router(&settings, state.clone(), database.sessions.clone())
+        .layer(axum::Extension(imaging.clone()));
     Ok(Application {
         listener,
         router,
         state,
+        imaging,
         addr,
         url,
         sessions: database.sessions,

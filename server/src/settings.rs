@@ -43,6 +43,31 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Database pool size.
     pub db_max_connections: u32,
+    /// Where image files go: unset for a folder in the data directory,
+    /// `s3://bucket/prefix` for S3-compatible storage (credentials from the
+    /// usual `AWS_*` variables), or `file:///path`.
+    pub storage_url: Option<String>,
+    /// Secret for de-identification (64 hex digits). Unset: generated once
+    /// into `DATA_DIR/deid.key`. Replicas must share it, or the same study
+    /// sent to two replicas would get two different de-identified UIDs.
+    #[serde(skip_serializing)]
+    pub deid_key: Option<SecretString>,
+    /// Largest upload, all files together (bytes).
+    pub max_upload_bytes: u64,
+    /// Most files after expanding archives.
+    pub max_upload_files: u64,
+    /// Most bytes after decompression (zip bombs).
+    pub max_uncompressed_bytes: u64,
+    /// Largest compression ratio of an archive entry.
+    pub max_compression_ratio: u64,
+    /// PS3.15 option: shift dates by a per-patient offset instead of removing them.
+    pub deid_retain_dates: bool,
+    /// PS3.15 option: keep descriptions after cleaning identifiers out of them.
+    pub deid_clean_descriptors: bool,
+    /// Keep private attributes (off: vendors hide names in them).
+    pub deid_keep_private_tags: bool,
+    /// Images with Burned In Annotation = YES: `refuse` (default) or `flag`.
+    pub burned_in: String,
 }
 
 impl Default for Settings {
@@ -62,6 +87,16 @@ impl Default for Settings {
             bootstrap_demo: true,
             max_body_bytes: 1024 * 1024,
             db_max_connections: 16,
+            storage_url: None,
+            deid_key: None,
+            max_upload_bytes: 2 << 30,
+            max_upload_files: 10_000,
+            max_uncompressed_bytes: 8 << 30,
+            max_compression_ratio: 100,
+            deid_retain_dates: false,
+            deid_clean_descriptors: false,
+            deid_keep_private_tags: false,
+            burned_in: "refuse".into(),
         }
     }
 }
@@ -79,7 +114,7 @@ impl Settings {
         }
         let mut s: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("MEDVISION_").ignore(&["CONFIG"]))
+            .merge(Env::prefixed("MEDVISION_").ignore(&["CONFIG", "FIXTURES"]))
             .merge(Env::raw().only(&["DATABASE_URL"]))
             .extract()
             .map_err(Box::new)?;
@@ -108,6 +143,64 @@ impl Settings {
             .unwrap_or_else(|| format!("http://{bound}"))
             .trim_end_matches('/')
             .to_owned()
+    }
+
+    /// The de-identification master key: configured, or generated once into
+    /// the data directory (readable by the service account only).
+    pub fn deid_master_key(&self) -> anyhow::Result<[u8; 32]> {
+        use std::io::Write;
+        let parse = |s: &str| -> anyhow::Result<[u8; 32]> {
+            let v = hex::decode(s.trim())
+                .map_err(|_| anyhow::anyhow!("the de-identification key must be 64 hex digits"))?;
+            v.try_into()
+                .map_err(|_| anyhow::anyhow!("the de-identification key must be 64 hex digits"))
+        };
+        if let Some(k) = &self.deid_key {
+            return parse(k.expose_secret());
+        }
+        let path = self.data_dir.join("deid.key");
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            return parse(&s);
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        match opts.open(&path) {
+            Ok(mut f) => {
+                f.write_all(hex::encode(key).as_bytes())?;
+                Ok(key)
+            }
+            // Another process made it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                parse(&std::fs::read_to_string(&path)?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn ingest_config(&self) -> anyhow::Result<imaging::ingest::IngestConfig> {
+        use imaging::deid::{BurnedInPolicy, DeidConfig};
+        let mut deid = DeidConfig::new(self.deid_master_key()?);
+        deid.retain_longitudinal_modified_dates = self.deid_retain_dates;
+        deid.clean_descriptors = self.deid_clean_descriptors;
+        deid.keep_private_tags = self.deid_keep_private_tags;
+        deid.burned_in = match self.burned_in.as_str() {
+            "refuse" => BurnedInPolicy::Refuse,
+            "flag" => BurnedInPolicy::Flag,
+            other => anyhow::bail!("burned_in must be refuse or flag, not {other:?}"),
+        };
+        let limits = imaging::limits::Limits {
+            max_upload_bytes: self.max_upload_bytes,
+            max_files: self.max_upload_files,
+            max_uncompressed_bytes: self.max_uncompressed_bytes,
+            max_ratio: self.max_compression_ratio,
+            ..Default::default()
+        };
+        Ok(imaging::ingest::IngestConfig { limits, deid })
     }
 
     pub fn secure_cookies(&self) -> bool {

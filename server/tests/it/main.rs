@@ -9,4 +9,5 @@ mod audit;
 mod cases;
 mod cli;
 mod helpers;
+mod images;
 mod security;
