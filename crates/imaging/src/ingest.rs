@@ -436,6 +436,10 @@ fn walk_deflated(path: &Path, dataset_at: u64, limits: &Limits) -> Result<()> {
     walk_dataset(&mut r, true, false, limits)
 }
 
+/// Undefined-length sequences and items need no bookkeeping: their
+/// elements follow inline and are walked like any other, and delimiters
+/// are skipped. Only encapsulated pixel data differs: its items are raw
+/// fragments, skipped by length.
 fn walk_dataset(
     r: &mut LenReader,
     explicit: bool,
@@ -447,11 +451,11 @@ fn walk_dataset(
         let tag = r.tag(big_endian)?;
         if tag.0 == 0xFFFE {
             let len = r.u32(big_endian)?;
-            if tag.1 == 0xE0DD {
-                in_encapsulated = false;
-            }
-            if tag.1 == 0xE000 && in_encapsulated && len != u32::MAX {
-                r.skip_checked(len, tag, limits)?;
+            match tag.1 {
+                0xE0DD => in_encapsulated = false,
+                0xE000 if in_encapsulated && len != u32::MAX => r.skip_checked(len, tag, limits)?,
+                // Other items' elements follow and are walked.
+                _ => {}
             }
             continue;
         }
@@ -470,15 +474,9 @@ fn walk_dataset(
             (None, r.u32(big_endian)?)
         };
         if len == u32::MAX {
-            let known_long = matches!(
-                vr.as_ref().map(|v| &v[..]),
-                None | Some(b"OB" | b"OW" | b"SQ")
-            );
-            if !known_long {
-                // UN (or an unknown VR) of undefined length holds implicit
-                // VR content the parser re-reads; this walk would misread it.
-                return Ok(());
-            }
+            // SQ, or UN / an unknown VR: dicom-parser reads the items of
+            // either in the file's own encoding, so the walk does too (what
+            // matters is what the parser will allocate).
             if tag == (0x7FE0, 0x0010) {
                 in_encapsulated = true;
             }

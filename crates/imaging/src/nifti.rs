@@ -100,14 +100,16 @@ impl NiftiVolume {
     /// x, y, z and the product of every further dimension (time, then
     /// vector components), each at least 1.
     pub fn shape(&self) -> [usize; 4] {
-        let d = |i: usize| self.header.dims.get(i).copied().unwrap_or(1).max(1) as usize;
+        let size = |v: u64| usize::try_from(v.max(1)).unwrap_or(usize::MAX);
+        let d = |i: usize| size(self.header.dims.get(i).copied().unwrap_or(1));
+        // Saturating: a hostile header multiplies to more than usize holds;
+        // `check_size` refuses such a volume when it is opened.
         let t = self
             .header
             .dims
             .iter()
             .skip(3)
-            .map(|&v| v.max(1) as usize)
-            .product();
+            .fold(1usize, |acc, &v| acc.saturating_mul(size(v)));
         [d(0), d(1), d(2), t]
     }
 

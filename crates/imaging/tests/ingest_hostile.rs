@@ -392,3 +392,21 @@ fn four_gigabyte_length_inside_a_deflated_dataset_is_refused() {
     let p = write(&tmp, "deflated.dcm", &bytes);
     assert_refused(&p, "larger than any real file");
 }
+
+#[test]
+fn huge_length_inside_an_implicit_vr_un_sequence_is_refused() {
+    // Found by the ingest_file fuzz target (cargo fuzz, 2026-11-23): a
+    // private UN sequence of undefined length whose items, read in the
+    // file's explicit VR as dicom-parser reads them, declare a 3.5 GiB
+    // element; the parser allocated it before reading.
+    let bytes = include_bytes!("fixtures/fuzz_regressions/un_sequence_huge_length.dcm");
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write(&tmp, "fuzz.dcm", bytes);
+    let (out, report) = run(&p, &config());
+    assert!(report.accepted.is_empty());
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    assert!(report.rejected[0]
+        .reason
+        .contains("larger than any real file"));
+    assert!(files_in(out.path()).is_empty());
+}

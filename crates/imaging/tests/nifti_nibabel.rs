@@ -226,6 +226,26 @@ fn truncated_and_garbage_headers_are_errors() {
     let mut huge = full;
     huge[42..44].copy_from_slice(&i16::MAX.to_le_bytes());
     huge[44..46].copy_from_slice(&i16::MAX.to_le_bytes());
+    // Found by the nifti_open fuzz target: time dimensions whose product
+    // overflows must be refused, not panic.
+    let mut overflow = tiny_nifti(false);
+    overflow[40..42].copy_from_slice(&7i16.to_le_bytes());
+    for i in 4..8 {
+        overflow[40 + 2 * i..42 + 2 * i].copy_from_slice(&i16::MAX.to_le_bytes());
+    }
+    let overflowp = dir.path().join("overflow.nii");
+    std::fs::write(&overflowp, &overflow).unwrap();
+    assert!(nifti::open(&overflowp).is_err());
+    // The fuzzer's own input: a NIfTI-2 header with 64-bit dimensions.
+    let fuzzed = dir.path().join("fuzzed.nii");
+    std::fs::write(
+        &fuzzed,
+        include_bytes!("fixtures/fuzz_regressions/nifti2_dims_overflow.nii"),
+    )
+    .unwrap();
+    if let Ok(vol) = nifti::open(&fuzzed) {
+        let _ = vol.for_each_slice(|_, _, _| Ok(()));
+    }
     let hugep = dir.path().join("huge.nii");
     std::fs::write(&hugep, &huge).unwrap();
     assert!(nifti::open(&hugep).is_err());
