@@ -10,6 +10,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 export MEDVISION_DATA_DIR="$data" MEDVISION_ADDR="127.0.0.1:$port" MEDVISION_BOOTSTRAP_DEMO=false
 export LEPTOS_SITE_ROOT="$ROOT/target/site"
 unset DATABASE_URL
+# A real CT slice from pydicom's test files (scripts/fixtures.sh fetches them).
+export MV_E2E_DICOM="${MEDVISION_FIXTURES:-$HOME/.cache/medvision/fixtures}/pydicom-3.0.2/pydicom/data/test_files/CT_small.dcm"
 export MV_E2E_EMAIL="e2e.doctor@e2e.example" MV_E2E_PASSWORD="end to end passphrase"
 "$bin" org add "E2E Clinic" >/dev/null
 "$bin" user add --email "$MV_E2E_EMAIL" --password "$MV_E2E_PASSWORD" --role doctor --org "E2E Clinic" >/dev/null

@@ -621,7 +621,7 @@ fn Viewer(study: Uuid, series: Uuid) -> impl IntoView {
                         <div class="viewer">
                             <div class="viewer-tools row">
                                 <label>"Window "
-                                    <select on:change=move |ev| { preset.set(event_target_value(&ev)); custom.set(None); }>
+                                    <select aria-label="Window preset" on:change=move |ev| { preset.set(event_target_value(&ev)); custom.set(None); }>
                                         {PRESETS.iter().map(|(v, l, _, _)| view! { <option value=*v selected=move || preset.get() == *v>{*l}</option> }).collect_view()}
                                     </select>
                                 </label>

@@ -41,6 +41,18 @@ test('a doctor signs in and opens a case', async ({ page }) => {
   await expect(page.getByText('Sudden headache <script>alert(1)</script>')).toBeVisible();
   await expect(page.getByText('STAT').first()).toBeVisible();
 
+  // A real DICOM through the page: de-identified, stored, shown in the viewer.
+  await page.locator('input[type=file]').setInputFiles(process.env.MV_E2E_DICOM!);
+  await expect(page.getByRole('status')).toContainText('1 file(s) accepted in 1 study.');
+  await expect(page.getByText(/De-identification: \d+ changes/)).toBeVisible();
+  const slice = page.getByRole('img', { name: 'Image slice' });
+  await expect(slice).toBeVisible();
+  await expect
+    .poll(() => slice.evaluate((i: HTMLImageElement) => (i.complete ? i.naturalWidth : 0)))
+    .toBeGreaterThan(0);
+  await page.getByLabel('Window preset').selectOption('bone');
+  await expect(slice).toHaveAttribute('src', /window=bone/);
+
   await page.goto('/cases');
   await expect(page.getByRole('link', { name: 'Zoë Ångström' })).toBeVisible();
   expect(errors).toEqual([]);
