@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 use server_fn::codec::JsonEncoding;
 use server_fn::error::{FromServerFnError, ServerFnErrorErr};
 
+/// On the wire (server functions) an error is `{"code", "message",
+/// "fields"?}`, the same shape as the REST body's `error`. serde cannot
+/// tag the newtype variants internally, so it goes through [`WireError`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "code", rename_all = "snake_case")]
+#[serde(into = "WireError", from = "WireError")]
 pub enum AppError {
     #[error("Please sign in.")]
     Unauthenticated,
@@ -113,6 +116,63 @@ impl AppError {
     }
 }
 
+#[derive(Serialize, Deserialize)]
+struct WireError {
+    code: String,
+    message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fields: Vec<FieldError>,
+}
+
+impl From<AppError> for WireError {
+    fn from(e: AppError) -> Self {
+        let code = e.code().to_owned();
+        match e {
+            AppError::Invalid { message, fields } => WireError {
+                code,
+                message,
+                fields,
+            },
+            AppError::Conflict(m)
+            | AppError::BadRequest(m)
+            | AppError::TooLarge(m)
+            | AppError::Transport(m) => WireError {
+                code,
+                message: m,
+                fields: Vec::new(),
+            },
+            other => WireError {
+                code,
+                message: other.to_string(),
+                fields: Vec::new(),
+            },
+        }
+    }
+}
+
+impl From<WireError> for AppError {
+    fn from(w: WireError) -> Self {
+        match w.code.as_str() {
+            "unauthenticated" => AppError::Unauthenticated,
+            "bad_credentials" => AppError::BadCredentials,
+            "forbidden" => AppError::Forbidden,
+            "not_found" => AppError::NotFound,
+            "invalid" => AppError::Invalid {
+                message: w.message,
+                fields: w.fields,
+            },
+            "conflict" => AppError::Conflict(w.message),
+            "bad_request" => AppError::BadRequest(w.message),
+            "too_large" => AppError::TooLarge(w.message),
+            "rate_limited" => AppError::RateLimited,
+            "csrf" => AppError::Csrf,
+            "password_change_required" => AppError::PasswordChangeRequired,
+            "transport" => AppError::Transport(w.message),
+            _ => AppError::Internal,
+        }
+    }
+}
+
 impl From<FieldError> for AppError {
     fn from(e: FieldError) -> Self {
         AppError::invalid(vec![e])
@@ -170,6 +230,39 @@ mod ssr {
     impl axum::response::IntoResponse for AppError {
         fn into_response(self) -> axum::response::Response {
             (self.status(), axum::Json(self.to_json())).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Server functions send errors as JSON; each must come back as itself
+    /// (a newtype variant once failed to serialize and became a 500).
+    #[test]
+    fn every_error_survives_the_wire() {
+        let all = vec![
+            AppError::Unauthenticated,
+            AppError::BadCredentials,
+            AppError::Forbidden,
+            AppError::NotFound,
+            AppError::invalid(vec![FieldError::new("age", "must be a whole number")]),
+            AppError::Conflict("The case is closed.".into()),
+            AppError::BadRequest("The request could not be read.".into()),
+            AppError::TooLarge("limit for uploads".into()),
+            AppError::RateLimited,
+            AppError::Csrf,
+            AppError::PasswordChangeRequired,
+            AppError::Internal,
+            AppError::Transport("connection reset".into()),
+        ];
+        for e in all {
+            let text = serde_json::to_string(&e).expect("serializes");
+            let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(v["code"], e.code(), "{text}");
+            let back: AppError = serde_json::from_str(&text).expect("deserializes");
+            assert_eq!(back, e, "{text}");
         }
     }
 }
