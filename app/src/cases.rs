@@ -834,7 +834,10 @@ pub fn CaseListPage() -> impl IntoView {
             modality: q.get("modality"),
             q: q.get("q"),
             cursor: q.get("cursor"),
-            limit: None,
+            // Always one field set: an all-empty query would encode as an
+            // empty URL, which the server function cannot tell from no
+            // argument at all.
+            limit: Some(50),
         })
     };
     let cases = Resource::new(params, list_cases);
