@@ -1,2 +1,9 @@
 //! candle model architectures, weight import, Grad-CAM, calibration and the
-//! model registry. Server-only; its implementation lands with the inference issue.
+//! model registry (DESIGN.md, "Models"). Server-only.
+
+pub mod arch;
+pub mod error;
+pub mod ops;
+pub mod weights;
+
+pub use error::{InferenceError, Result};

@@ -1,0 +1,328 @@
+//! Convolutions candle lacks: 3D convolution and its transpose, trilinear
+//! upsampling, and a depthwise 2D convolution that does not split into one
+//! convolution per channel.
+//!
+//! Everything is written with candle's differentiable primitives (conv2d,
+//! narrow, cat, index_select, broadcast arithmetic), so autograd (training,
+//! Grad-CAM) and every backend (CPU, CUDA with or without cuDNN) work without
+//! a kernel of our own.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// 3D convolution, PyTorch semantics: `x` is (N, C, D, H, W), `w` is
+/// (O, C, kD, kH, kW), the same stride and zero padding on every axis.
+///
+/// The kD depth offsets are gathered once into the channel axis with depth
+/// folded into the batch, so the whole 3D convolution is a single 2D
+/// convolution over (N·D', kD·C, H, W) with the kernel laid out as
+/// (O, kD·C, kH, kW): one GEMM instead of kD smaller ones plus sums.
+pub fn conv3d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let (n, c, d, _, _) = x.dims5()?;
+    let (o, ci, kd, kh, kw) = w.dims5()?;
+    if c != ci {
+        candle_core::bail!("conv3d: input has {c} channels, kernel expects {ci}")
+    }
+    if stride == 0 {
+        candle_core::bail!("conv3d: stride must be at least 1")
+    }
+    let dp = d + 2 * padding;
+    if dp < kd {
+        candle_core::bail!("conv3d: depth {d} (+2x{padding} padding) is smaller than kernel {kd}")
+    }
+    let d_out = (dp - kd) / stride + 1;
+    let x = if padding > 0 {
+        x.pad_with_zeros(2, padding, padding)?
+    } else {
+        x.clone()
+    };
+    // (N, Dp, C, H, W): depth next to the batch so a depth window is a narrow.
+    let x = x.permute((0, 2, 1, 3, 4))?.contiguous()?;
+    let (_, _, _, h, wd) = x.dims5()?;
+    let mut taps = Vec::with_capacity(kd);
+    for k in 0..kd {
+        let tap = if stride == 1 {
+            x.narrow(1, k, d_out)?
+        } else {
+            let idx: Vec<u32> = (0..d_out).map(|i| (k + i * stride) as u32).collect();
+            let idx = Tensor::new(idx.as_slice(), x.device())?;
+            x.index_select(&idx, 1)?
+        };
+        taps.push(tap);
+    }
+    // (N, D', kD·C, H, W) -> (N·D', kD·C, H, W)
+    let folded = Tensor::cat(&taps, 2)?.reshape((n * d_out, kd * c, h, wd))?;
+    let w2 = w
+        .permute((0, 2, 1, 3, 4))?
+        .contiguous()?
+        .reshape((o, kd * c, kh, kw))?;
+    let y = folded.conv2d(&w2, padding, stride, 1, 1)?;
+    let (_, _, ho, wo) = y.dims4()?;
+    let y = y
+        .reshape((n, d_out, o, ho, wo))?
+        .permute((0, 2, 1, 3, 4))?
+        .contiguous()?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, o, 1, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// Transposed 3D convolution, PyTorch semantics: `w` is (C, O, kD, kH, kW).
+///
+/// Each depth tap is a 2D transposed convolution over the depth-folded input;
+/// its result lands at output depths `i·stride + k` (zeros interleaved by a
+/// reshape), and the taps are summed before cropping `padding`.
+pub fn conv_transpose3d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+) -> Result<Tensor> {
+    let (n, c, d, h, wd) = x.dims5()?;
+    let (ci, o, kd, _, _) = w.dims5()?;
+    if c != ci {
+        candle_core::bail!("conv_transpose3d: input has {c} channels, kernel expects {ci}")
+    }
+    if stride == 0 || output_padding >= stride.max(1) && output_padding > 0 {
+        candle_core::bail!("conv_transpose3d: output_padding must be smaller than stride")
+    }
+    let folded = x
+        .permute((0, 2, 1, 3, 4))?
+        .contiguous()?
+        .reshape((n * d, c, h, wd))?;
+    let full_d = (d - 1) * stride + kd + output_padding;
+    let mut acc: Option<Tensor> = None;
+    for k in 0..kd {
+        let wk = w.narrow(2, k, 1)?.squeeze(2)?.contiguous()?;
+        let y = folded.conv_transpose2d(&wk, padding, output_padding, stride, 1)?;
+        let (_, _, ho, wo) = y.dims4()?;
+        // (N, D, O, H', W') -> interleave stride-1 zero slices after each depth.
+        let y = y.reshape((n, d, 1, o, ho, wo))?;
+        let y = if stride > 1 {
+            let zeros = Tensor::zeros((n, d, stride - 1, o, ho, wo), y.dtype(), y.device())?;
+            Tensor::cat(&[&y, &zeros], 2)?
+                .reshape((n, d * stride, o, ho, wo))?
+                .narrow(1, 0, (d - 1) * stride + 1)?
+        } else {
+            y.reshape((n, d, o, ho, wo))?
+        };
+        let placed = y.pad_with_zeros(1, k, full_d - k - ((d - 1) * stride + 1))?;
+        acc = Some(match acc {
+            Some(a) => (a + placed)?,
+            None => placed,
+        });
+    }
+    let Some(acc) = acc else {
+        candle_core::bail!("conv_transpose3d: kernel depth is 0")
+    };
+    let acc = acc.narrow(1, padding, full_d - 2 * padding)?;
+    let y = acc.permute((0, 2, 1, 3, 4))?.contiguous()?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, o, 1, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// Linear interpolation along `dim` by an integer factor, PyTorch's
+/// `align_corners=False` sampling (source = (i + 0.5) / s - 0.5, clamped).
+fn upsample_linear_dim(x: &Tensor, dim: usize, scale: usize) -> Result<Tensor> {
+    let len = x.dim(dim)?;
+    let out = len * scale;
+    let mut lo = Vec::with_capacity(out);
+    let mut hi = Vec::with_capacity(out);
+    let mut frac = Vec::with_capacity(out);
+    for i in 0..out {
+        let src = ((i as f64 + 0.5) / scale as f64 - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(len - 1);
+        let i1 = (i0 + 1).min(len - 1);
+        lo.push(i0 as u32);
+        hi.push(i1 as u32);
+        frac.push((src - i0 as f64) as f32);
+    }
+    let dev = x.device();
+    let a = x.index_select(&Tensor::new(lo.as_slice(), dev)?, dim)?;
+    let b = x.index_select(&Tensor::new(hi.as_slice(), dev)?, dim)?;
+    let mut shape = vec![1usize; x.rank()];
+    shape[dim] = out;
+    let t = Tensor::new(frac.as_slice(), dev)?
+        .to_dtype(x.dtype())?
+        .reshape(shape)?;
+    // a + (b - a)·t
+    a.broadcast_add(&(b - &a)?.broadcast_mul(&t)?)
+}
+
+/// Trilinear upsampling of (N, C, D, H, W) by an integer factor, equal to
+/// `torch.nn.Upsample(scale_factor=s, mode="trilinear", align_corners=False)`.
+pub fn upsample_trilinear3d(x: &Tensor, scale: usize) -> Result<Tensor> {
+    if x.rank() != 5 {
+        candle_core::bail!(
+            "upsample_trilinear3d expects (N, C, D, H, W), got {:?}",
+            x.dims()
+        )
+    }
+    let x = upsample_linear_dim(x, 2, scale)?;
+    let x = upsample_linear_dim(&x, 3, scale)?;
+    upsample_linear_dim(&x, 4, scale)
+}
+
+/// Bilinear upsampling of (N, C, H, W) to an exact size (`align_corners=False`),
+/// for heatmaps; the size need not be a multiple of the input.
+pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
+    let x = resize_linear_dim(x, 2, out_h)?;
+    resize_linear_dim(&x, 3, out_w)
+}
+
+fn resize_linear_dim(x: &Tensor, dim: usize, out: usize) -> Result<Tensor> {
+    let len = x.dim(dim)?;
+    let scale = out as f64 / len as f64;
+    let mut lo = Vec::with_capacity(out);
+    let mut hi = Vec::with_capacity(out);
+    let mut frac = Vec::with_capacity(out);
+    for i in 0..out {
+        let src = ((i as f64 + 0.5) / scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(len - 1);
+        let i1 = (i0 + 1).min(len - 1);
+        lo.push(i0 as u32);
+        hi.push(i1 as u32);
+        frac.push((src - i0 as f64).min(1.0) as f32);
+    }
+    let dev = x.device();
+    let a = x.index_select(&Tensor::new(lo.as_slice(), dev)?, dim)?;
+    let b = x.index_select(&Tensor::new(hi.as_slice(), dev)?, dim)?;
+    let mut shape = vec![1usize; x.rank()];
+    shape[dim] = out;
+    let t = Tensor::new(frac.as_slice(), dev)?
+        .to_dtype(x.dtype())?
+        .reshape(shape)?;
+    a.broadcast_add(&(b - &a)?.broadcast_mul(&t)?)
+}
+
+/// Depthwise 2D convolution (groups = channels, one filter per channel),
+/// `w` is (C, 1, k, k) as PyTorch stores it.
+///
+/// candle runs a grouped convolution as one convolution per group and a
+/// concatenation, which for EfficientNet's 100-1000 channel depthwise layers
+/// costs more than the rest of the network. Here it is k² shifted
+/// multiply-adds over the whole tensor: O(k²·N·C·H·W), vectorised, and
+/// differentiable. Stride 2 subsamples through a reshape.
+pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let (wc, one, kh, kw) = w.dims4()?;
+    if wc != c || one != 1 {
+        candle_core::bail!(
+            "depthwise_conv2d: kernel {:?} does not match {c} channels",
+            w.dims()
+        )
+    }
+    let x = x
+        .pad_with_zeros(2, padding, padding)?
+        .pad_with_zeros(3, padding, padding)?;
+    let ho1 = h + 2 * padding - kh + 1;
+    let wo1 = wd + 2 * padding - kw + 1;
+    let w = w.reshape((c, kh * kw))?;
+    let mut acc: Option<Tensor> = None;
+    for i in 0..kh {
+        let rows = x.narrow(2, i, ho1)?;
+        for j in 0..kw {
+            let tap = rows.narrow(3, j, wo1)?;
+            let wt = w.narrow(1, i * kw + j, 1)?.reshape((1, c, 1, 1))?;
+            let term = tap.broadcast_mul(&wt)?;
+            acc = Some(match acc {
+                Some(a) => (a + term)?,
+                None => term,
+            });
+        }
+    }
+    let Some(y) = acc else {
+        candle_core::bail!("depthwise_conv2d: empty kernel")
+    };
+    if stride == 1 {
+        return Ok(y);
+    }
+    // Output of a strided conv = every stride-th row/column of the stride-1 one.
+    let ho = (h + 2 * padding - kh) / stride + 1;
+    let wo = (wd + 2 * padding - kw) / stride + 1;
+    let y = y
+        .pad_with_zeros(2, 0, ho * stride - ho1.min(ho * stride))?
+        .pad_with_zeros(3, 0, wo * stride - wo1.min(wo * stride))?
+        .narrow(2, 0, ho * stride)?
+        .narrow(3, 0, wo * stride)?;
+    y.reshape((n, c, ho, stride, wo, stride))?
+        .narrow(3, 0, 1)?
+        .narrow(5, 0, 1)?
+        .reshape((n, c, ho, wo))
+}
+
+/// A `torch.nn.Conv3d` (weight, optional bias) read from a `VarBuilder`.
+#[derive(Debug, Clone)]
+pub struct Conv3d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv3d {
+    pub fn new(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let fan_in = (cin * k * k * k) as f64;
+        let bound = 1.0 / fan_in.sqrt();
+        let init = candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let weight = vb.get_with_hints((cout, cin, k, k, k), "weight", init)?;
+        let bias = if bias {
+            Some(vb.get_with_hints(cout, "bias", init)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding: k / 2,
+        })
+    }
+}
+
+impl Module for Conv3d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        conv3d(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+        )
+    }
+}
+
+/// Global average over the spatial axes: (N, C, …) -> (N, C).
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    let (n, c) = (x.dim(0)?, x.dim(1)?);
+    x.reshape((n, c, ()))?.mean(D::Minus1)
+}
+
+/// Checks a tensor holds only finite values (NaN or ±inf anywhere is refused).
+pub fn all_finite(x: &Tensor) -> Result<bool> {
+    let flat = x.flatten_all()?.to_dtype(DType::F32)?;
+    // NaN·0 and ±inf·0 are NaN, finite·0 is 0: one reduction catches both.
+    let s = (flat * 0.0)?.sum_all()?.to_scalar::<f32>()?;
+    Ok(s == 0.0)
+}
