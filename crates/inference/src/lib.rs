@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod error;
+pub mod gradcam;
 pub mod ops;
 pub mod weights;
 
