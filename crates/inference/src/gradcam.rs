@@ -149,7 +149,7 @@ impl Heatmap {
         }
         let mut rgb = Vec::with_capacity(base.len() * 3);
         for (&b, &v) in base.iter().zip(&self.values) {
-            let g = (b.clamp(0.0, 1.0) * 255.0) as f32;
+            let g = b.clamp(0.0, 1.0) * 255.0;
             let (r, gg, bb) = jet(v);
             let a = if v > 0.2 { alpha * v.min(1.0) } else { 0.0 };
             rgb.push(((1.0 - a) * g + a * r) as u8);
