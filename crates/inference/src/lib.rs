@@ -5,6 +5,10 @@ pub mod arch;
 pub mod error;
 pub mod gradcam;
 pub mod ops;
+pub mod pack;
+pub mod preprocess;
+pub mod registry;
+pub mod train;
 pub mod weights;
 
 pub use error::{InferenceError, Result};

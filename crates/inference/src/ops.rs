@@ -245,21 +245,52 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -
     let Some(y) = acc else {
         candle_core::bail!("depthwise_conv2d: empty kernel")
     };
-    if stride == 1 {
-        return Ok(y);
-    }
     // Output of a strided conv = every stride-th row/column of the stride-1 one.
-    let ho = (h + 2 * padding - kh) / stride + 1;
-    let wo = (wd + 2 * padding - kw) / stride + 1;
+    subsample(&y, stride, (h + 2 * padding - kh) / stride + 1, (wd + 2 * padding - kw) / stride + 1)
+}
+
+/// Every `stride`-th row and column, starting at 0: what a strided window
+/// operation keeps of its stride-1 result.
+fn subsample(y: &Tensor, stride: usize, ho: usize, wo: usize) -> Result<Tensor> {
+    if stride == 1 {
+        return Ok(y.clone());
+    }
+    let (n, c, h1, w1) = y.dims4()?;
     let y = y
-        .pad_with_zeros(2, 0, ho * stride - ho1.min(ho * stride))?
-        .pad_with_zeros(3, 0, wo * stride - wo1.min(wo * stride))?
+        .pad_with_zeros(2, 0, (ho * stride).saturating_sub(h1))?
+        .pad_with_zeros(3, 0, (wo * stride).saturating_sub(w1))?
         .narrow(2, 0, ho * stride)?
         .narrow(3, 0, wo * stride)?;
     y.reshape((n, c, ho, stride, wo, stride))?
         .narrow(3, 0, 1)?
         .narrow(5, 0, 1)?
         .reshape((n, c, ho, wo))
+}
+
+/// Max pooling with a k×k window, stride and zero padding, for inputs that
+/// are non-negative (after a ReLU), where zero padding equals PyTorch's
+/// -inf padding. candle's own max_pool2d has no backward pass when the
+/// window and stride differ (DenseNet's stem is 3×3 stride 2); this one is
+/// built from elementwise maxima and differentiates like PyTorch's.
+pub fn max_pool2d_nonneg(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let x = x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)?;
+    let h1 = h + 2 * padding - k + 1;
+    let w1 = w + 2 * padding - k + 1;
+    let mut acc: Option<Tensor> = None;
+    for i in 0..k {
+        for j in 0..k {
+            let tap = x.narrow(2, i, h1)?.narrow(3, j, w1)?;
+            acc = Some(match acc {
+                Some(a) => a.maximum(&tap)?,
+                None => tap,
+            });
+        }
+    }
+    let Some(y) = acc else {
+        candle_core::bail!("max_pool2d: empty window")
+    };
+    subsample(&y, stride, (h + 2 * padding - k) / stride + 1, (w + 2 * padding - k) / stride + 1)
 }
 
 /// A `torch.nn.Conv3d` (weight, optional bias) read from a `VarBuilder`.

@@ -11,7 +11,7 @@ use candle_nn::{
 use serde::{Deserialize, Serialize};
 
 use super::Classifier;
-use crate::ops::global_avg_pool;
+use crate::ops::{global_avg_pool, max_pool2d_nonneg};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DenseNetConfig {
@@ -172,12 +172,8 @@ impl Classifier for DenseNet {
     fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let x = self.conv0.forward(x)?;
         let x = self.norm0.forward_t(&x, train)?.relu()?;
-        // MaxPool2d(3, stride 2, padding 1): after the ReLU every value is
-        // >= 0, so zero padding gives the same maximum as PyTorch's -inf.
-        let mut x = x
-            .pad_with_zeros(2, 1, 1)?
-            .pad_with_zeros(3, 1, 1)?
-            .max_pool2d_with_stride(3, 2)?;
+        // MaxPool2d(3, stride 2, padding 1), after a ReLU.
+        let mut x = max_pool2d_nonneg(&x, 3, 2, 1)?;
         for (layers, transition) in &self.blocks {
             let mut feats = vec![x];
             for layer in layers {
