@@ -2,8 +2,10 @@
 //! model registry (DESIGN.md, "Models"). Server-only.
 
 pub mod arch;
+pub mod calibration;
 pub mod error;
 pub mod ops;
+pub mod triage;
 pub mod weights;
 
 pub use error::{InferenceError, Result};
