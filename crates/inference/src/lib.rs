@@ -2,6 +2,7 @@
 //! model registry (DESIGN.md, "Models"). Server-only.
 
 pub mod arch;
+pub mod calibration;
 pub mod error;
 pub mod gradcam;
 pub mod ops;
@@ -9,6 +10,7 @@ pub mod pack;
 pub mod preprocess;
 pub mod registry;
 pub mod train;
+pub mod triage;
 pub mod weights;
 
 pub use error::{InferenceError, Result};
