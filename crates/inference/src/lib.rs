@@ -5,6 +5,7 @@ pub mod arch;
 pub mod calibration;
 pub mod error;
 pub mod gradcam;
+pub mod metrics;
 pub mod ops;
 pub mod pack;
 pub mod preprocess;

@@ -24,6 +24,17 @@ pub fn conv3d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
+    conv3d_with(x, w, bias, stride, padding, false)
+}
+
+fn conv3d_with(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    gemm: bool,
+) -> Result<Tensor> {
     let (n, c, d, _, _) = x.dims5()?;
     let (o, ci, kd, kh, kw) = w.dims5()?;
     if c != ci {
@@ -62,7 +73,11 @@ pub fn conv3d(
         .permute((0, 2, 1, 3, 4))?
         .contiguous()?
         .reshape((o, kd * c, kh, kw))?;
-    let y = folded.conv2d(&w2, padding, stride, 1, 1)?;
+    let y = if gemm {
+        conv2d_gemm(&folded, &w2, None, stride, padding)?
+    } else {
+        folded.conv2d(&w2, padding, stride, 1, 1)?
+    };
     let (_, _, ho, wo) = y.dims4()?;
     let y = y
         .reshape((n, d_out, o, ho, wo))?
@@ -215,7 +230,7 @@ fn resize_linear_dim(x: &Tensor, dim: usize, out: usize) -> Result<Tensor> {
 /// multiply-adds over the whole tensor: O(k²·N·C·H·W), vectorised, and
 /// differentiable. Stride 2 subsamples through a reshape.
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    let (n, c, h, wd) = x.dims4()?;
+    let (_, c, h, wd) = x.dims4()?;
     let (wc, one, kh, kw) = w.dims4()?;
     if wc != c || one != 1 {
         candle_core::bail!(
@@ -246,7 +261,128 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -
         candle_core::bail!("depthwise_conv2d: empty kernel")
     };
     // Output of a strided conv = every stride-th row/column of the stride-1 one.
-    subsample(&y, stride, (h + 2 * padding - kh) / stride + 1, (wd + 2 * padding - kw) / stride + 1)
+    subsample(
+        &y,
+        stride,
+        (h + 2 * padding - kh) / stride + 1,
+        (wd + 2 * padding - kw) / stride + 1,
+    )
+}
+
+/// 2D convolution (groups = 1) as an explicit im2col and one batched matrix
+/// product, built from differentiable primitives.
+///
+/// Forward it matches candle's `conv2d`; the point is the backward pass:
+/// candle differentiates `conv2d` through a direct-loop `conv_transpose2d`
+/// on the CPU, which made a DenseNet-121 training step several times slower
+/// than the forward pass. Here the gradients are matrix products too. The
+/// training path of every architecture uses it; inference keeps candle's
+/// `conv2d` (and cuDNN on GPUs).
+pub fn conv2d_gemm(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let (o, ci, kh, kw) = w.dims4()?;
+    if c != ci {
+        candle_core::bail!("conv2d: input has {c} channels, kernel expects {ci}")
+    }
+    if h + 2 * padding < kh || wd + 2 * padding < kw || stride == 0 {
+        candle_core::bail!("conv2d: input {h}x{wd} (+2x{padding}) is smaller than kernel {kh}x{kw}")
+    }
+    let ho = (h + 2 * padding - kh) / stride + 1;
+    let wo = (wd + 2 * padding - kw) / stride + 1;
+    let cols = if kh == 1 && kw == 1 && padding == 0 {
+        subsample(x, stride, ho, wo)?.reshape((n, c, ho * wo))?
+    } else {
+        let xp = x
+            .pad_with_zeros(2, padding, padding)?
+            .pad_with_zeros(3, padding, padding)?;
+        let h1 = h + 2 * padding - kh + 1;
+        let w1 = wd + 2 * padding - kw + 1;
+        let mut taps = Vec::with_capacity(kh * kw);
+        for i in 0..kh {
+            for j in 0..kw {
+                let tap = xp.narrow(2, i, h1)?.narrow(3, j, w1)?;
+                taps.push(subsample(&tap, stride, ho, wo)?);
+            }
+        }
+        // (N, kh·kw·C, Ho·Wo), tap-major to match the permuted kernel below.
+        Tensor::cat(&taps, 1)?.reshape((n, kh * kw * c, ho * wo))?
+    };
+    let wm = w.permute((0, 2, 3, 1))?.reshape((1, o, kh * kw * c))?;
+    let y = wm.broadcast_matmul(&cols)?.reshape((n, o, ho, wo))?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, o, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// A 2D convolution layer (PyTorch `nn.Conv2d` keys `weight`, `bias`) that
+/// runs candle's `conv2d` at inference and [`conv2d_gemm`] when training.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    pub fn new(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints(
+            (cout, cin, k, k),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = if bias {
+            let bound = 1.0 / ((cin * k * k) as f64).sqrt();
+            Some(vb.get_with_hints(
+                cout,
+                "bias",
+                candle_nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            return conv2d_gemm(
+                x,
+                &self.weight,
+                self.bias.as_ref(),
+                self.stride,
+                self.padding,
+            );
+        }
+        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
 }
 
 /// Every `stride`-th row and column, starting at 0: what a strided window
@@ -274,7 +410,9 @@ fn subsample(y: &Tensor, stride: usize, ho: usize, wo: usize) -> Result<Tensor> 
 /// built from elementwise maxima and differentiates like PyTorch's.
 pub fn max_pool2d_nonneg(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    let x = x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)?;
+    let x = x
+        .pad_with_zeros(2, padding, padding)?
+        .pad_with_zeros(3, padding, padding)?;
     let h1 = h + 2 * padding - k + 1;
     let w1 = w + 2 * padding - k + 1;
     let mut acc: Option<Tensor> = None;
@@ -290,7 +428,12 @@ pub fn max_pool2d_nonneg(x: &Tensor, k: usize, stride: usize, padding: usize) ->
     let Some(y) = acc else {
         candle_core::bail!("max_pool2d: empty window")
     };
-    subsample(&y, stride, (h + 2 * padding - k) / stride + 1, (w + 2 * padding - k) / stride + 1)
+    subsample(
+        &y,
+        stride,
+        (h + 2 * padding - k) / stride + 1,
+        (w + 2 * padding - k) / stride + 1,
+    )
 }
 
 /// A `torch.nn.Conv3d` (weight, optional bias) read from a `VarBuilder`.
@@ -332,15 +475,24 @@ impl Conv3d {
     }
 }
 
-impl Module for Conv3d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        conv3d(
+impl Conv3d {
+    /// Training runs the depth-folded 2D convolution through
+    /// [`conv2d_gemm`], whose backward pass is matrix products.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        conv3d_with(
             x,
             &self.weight,
             self.bias.as_ref(),
             self.stride,
             self.padding,
+            train,
         )
+    }
+}
+
+impl Module for Conv3d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_t(x, false)
     }
 }
 

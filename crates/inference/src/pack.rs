@@ -19,7 +19,8 @@ use crate::weights::{build_from_tensors, load_state_dict, WeightSource};
 
 pub const MANIFEST: &str = "model.toml";
 /// What every demo pack says about itself, everywhere it is shown.
-pub const DEMO_INTENDED_USE: &str = "demonstration only: trained on synthetic phantoms, not for clinical use";
+pub const DEMO_INTENDED_USE: &str =
+    "demonstration only: trained on synthetic phantoms, not for clinical use";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,8 +76,12 @@ impl ArchSpec {
     }
 
     pub fn efficientnet_config(v: &EfficientNetVariant) -> Result<EfficientNetConfig> {
-        EfficientNetConfig::b(v.variant, v.in_channels, v.num_classes)
-            .ok_or_else(|| InferenceError::Invalid(format!("EfficientNet-B{} does not exist (B0-B7)", v.variant)))
+        EfficientNetConfig::b(v.variant, v.in_channels, v.num_classes).ok_or_else(|| {
+            InferenceError::Invalid(format!(
+                "EfficientNet-B{} does not exist (B0-B7)",
+                v.variant
+            ))
+        })
     }
 }
 
@@ -86,7 +91,11 @@ impl ArchSpec {
 pub enum Preprocessing {
     /// CT in Hounsfield units, one channel per (centre, width) window,
     /// each mapped to [0, 1] and then standardised with `mean` / `std`.
-    CtWindows { windows: Vec<[f32; 2]>, mean: f32, std: f32 },
+    CtWindows {
+        windows: Vec<[f32; 2]>,
+        mean: f32,
+        std: f32,
+    },
     /// Radiograph intensities in [0, 1] (display-ready, MONOCHROME2),
     /// standardised with `mean` / `std`.
     Radiograph { mean: f32, std: f32 },
@@ -178,9 +187,13 @@ impl Manifest {
             Task::Segmentation => 3,
         };
         if m.input.size.len() != spatial || m.input.size.contains(&0) {
-            return Err(bad(format!("input size {:?} must have {spatial} non-zero sides", m.input.size)));
+            return Err(bad(format!(
+                "input size {:?} must have {spatial} non-zero sides",
+                m.input.size
+            )));
         }
-        if m.weights_sha256.len() != 64 || !m.weights_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if m.weights_sha256.len() != 64 || !m.weights_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(bad("weights_sha256 must be 64 hex digits".into()));
         }
         if m.weights.contains("..") || Path::new(&m.weights).is_absolute() {
@@ -193,7 +206,8 @@ impl Manifest {
     }
 
     pub fn to_toml(&self) -> Result<String> {
-        toml::to_string_pretty(self).map_err(|e| InferenceError::Invalid(format!("model.toml: {e}")))
+        toml::to_string_pretty(self)
+            .map_err(|e| InferenceError::Invalid(format!("model.toml: {e}")))
     }
 }
 
@@ -244,18 +258,30 @@ impl ModelPack {
         let tensors = load_state_dict(&self.weights_path(), self.manifest.weights_source)?;
         let arch = self.manifest.arch.label();
         Ok(match &self.manifest.arch {
-            ArchSpec::Densenet121(c) => Network::Classifier(Box::new(build_from_tensors(&arch, tensors, dtype, device, |vb| {
-                DenseNet::new(c, vb)
-            })?)),
+            ArchSpec::Densenet121(c) => Network::Classifier(Box::new(build_from_tensors(
+                &arch,
+                tensors,
+                dtype,
+                device,
+                |vb| DenseNet::new(c, vb),
+            )?)),
             ArchSpec::Efficientnet(v) => {
                 let c = ArchSpec::efficientnet_config(v)?;
-                Network::Classifier(Box::new(build_from_tensors(&arch, tensors, dtype, device, |vb| {
-                    EfficientNet::new(&c, vb)
-                })?))
+                Network::Classifier(Box::new(build_from_tensors(
+                    &arch,
+                    tensors,
+                    dtype,
+                    device,
+                    |vb| EfficientNet::new(&c, vb),
+                )?))
             }
-            ArchSpec::Segresnet(c) => Network::Segmenter(Box::new(build_from_tensors(&arch, tensors, dtype, device, |vb| {
-                SegResNet::new(c, vb)
-            })?)),
+            ArchSpec::Segresnet(c) => Network::Segmenter(Box::new(build_from_tensors(
+                &arch,
+                tensors,
+                dtype,
+                device,
+                |vb| SegResNet::new(c, vb),
+            )?)),
         })
     }
 }

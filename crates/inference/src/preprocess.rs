@@ -31,7 +31,9 @@ pub fn check_raw(values: &[f32], spec: &InputSpec, what: &str) -> Result<()> {
         return Err(InferenceError::Input(format!("{what} is empty")));
     }
     if values.iter().any(|v| !v.is_finite()) {
-        return Err(InferenceError::Input(format!("{what} contains NaN or infinite values")));
+        return Err(InferenceError::Input(format!(
+            "{what} contains NaN or infinite values"
+        )));
     }
     let [lo, hi] = spec.raw_range;
     let outside = values.iter().filter(|&&v| v < lo || v > hi).count();
@@ -44,7 +46,11 @@ pub fn check_raw(values: &[f32], spec: &InputSpec, what: &str) -> Result<()> {
     }
     let n = values.len() as f64;
     let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
     if var.sqrt() < spec.min_std as f64 {
         return Err(InferenceError::Input(format!(
             "{what} is almost constant (standard deviation {:.3} < {}): a blank or saturated image",
@@ -86,9 +92,17 @@ pub fn prepare_plane(plane: &Plane, spec: &InputSpec, device: &Device) -> Result
     check_raw(plane.values, spec, "the image")?;
     let (h, w) = match spec.size.as_slice() {
         [h, w] => (*h, *w),
-        other => return Err(InferenceError::Invalid(format!("a 2D model needs a 2D size, pack says {other:?}"))),
+        other => {
+            return Err(InferenceError::Invalid(format!(
+                "a 2D model needs a 2D size, pack says {other:?}"
+            )))
+        }
     };
-    let t = Tensor::from_slice(plane.values, (1, 1, plane.height, plane.width), &Device::Cpu)?;
+    let t = Tensor::from_slice(
+        plane.values,
+        (1, 1, plane.height, plane.width),
+        &Device::Cpu,
+    )?;
     let t = resize_bilinear(&t, h, w)?;
     let t = match &spec.preprocessing {
         Preprocessing::CtWindows { windows, mean, std } => {
@@ -113,7 +127,9 @@ pub fn prepare_plane(plane: &Plane, spec: &InputSpec, device: &Device) -> Result
             t.repeat((1, spec.channels, 1, 1))?
         }
         Preprocessing::MriZscore { .. } => {
-            return Err(InferenceError::Invalid("MRI preprocessing is for volumes, not planes".into()))
+            return Err(InferenceError::Invalid(
+                "MRI preprocessing is for volumes, not planes".into(),
+            ))
         }
     };
     Ok(t.squeeze(0)?.to_device(device)?)
@@ -123,7 +139,9 @@ pub fn prepare_plane(plane: &Plane, spec: &InputSpec, device: &Device) -> Result
 /// its non-zero voxels (background stays 0), as BraTS models are trained.
 pub fn prepare_volume(volume: &Volume, spec: &InputSpec, device: &Device) -> Result<Tensor> {
     let Preprocessing::MriZscore { sequences } = &spec.preprocessing else {
-        return Err(InferenceError::Invalid("this pack does not take volumes".into()));
+        return Err(InferenceError::Invalid(
+            "this pack does not take volumes".into(),
+        ));
     };
     if volume.channels.len() != spec.channels {
         return Err(InferenceError::Input(format!(
@@ -148,11 +166,25 @@ pub fn prepare_volume(volume: &Volume, spec: &InputSpec, device: &Device) -> Res
         check_raw(c, spec, &format!("sequence {name}"))?;
         let fg: Vec<f64> = c.iter().filter(|v| **v != 0.0).map(|&v| v as f64).collect();
         if fg.len() < 8 {
-            return Err(InferenceError::Input(format!("sequence {name} has no signal")));
+            return Err(InferenceError::Input(format!(
+                "sequence {name} has no signal"
+            )));
         }
         let mean = fg.iter().sum::<f64>() / fg.len() as f64;
-        let std = (fg.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / fg.len() as f64).sqrt().max(1e-6);
-        out.extend(c.iter().map(|&v| if v == 0.0 { 0.0 } else { ((v as f64 - mean) / std) as f32 }));
+        let std = (fg.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / fg.len() as f64)
+            .sqrt()
+            .max(1e-6);
+        out.extend(c.iter().map(|&v| {
+            if v == 0.0 {
+                0.0
+            } else {
+                ((v as f64 - mean) / std) as f32
+            }
+        }));
     }
-    Ok(Tensor::from_vec(out, (volume.channels.len(), d, h, w), device)?)
+    Ok(Tensor::from_vec(
+        out,
+        (volume.channels.len(), d, h, w),
+        device,
+    )?)
 }

@@ -101,7 +101,9 @@ impl Registry {
             .iter()
             .filter(|p| {
                 let m = &p.manifest;
-                m.task == task && m.modality.eq_ignore_ascii_case(modality) && m.body_part.eq_ignore_ascii_case(body_part)
+                m.task == task
+                    && m.modality.eq_ignore_ascii_case(modality)
+                    && m.body_part.eq_ignore_ascii_case(body_part)
             })
             .max_by(|a, b| version_key(&a.manifest.version).cmp(&version_key(&b.manifest.version)))
     }
@@ -112,9 +114,9 @@ impl Registry {
 
     /// The loaded model for a pack, loading (and verifying) it on first use.
     pub fn load(&self, name: &str) -> Result<Arc<LoadedModel>> {
-        let pack = self
-            .find(name)
-            .ok_or_else(|| InferenceError::Invalid(format!("no model pack named `{name}` is installed")))?;
+        let pack = self.find(name).ok_or_else(|| {
+            InferenceError::Invalid(format!("no model pack named `{name}` is installed"))
+        })?;
         if let Some(m) = self.loaded.lock().ok().and_then(|l| l.get(name).cloned()) {
             return Ok(m);
         }
@@ -136,7 +138,9 @@ impl Registry {
 }
 
 fn version_key(v: &str) -> Vec<u64> {
-    v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect()
+    v.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 pub struct LoadedModel {
@@ -189,7 +193,11 @@ impl LoadedModel {
             .map(|p| prepare_plane(p, spec, &self.device))
             .collect::<Result<Vec<_>>>()?;
         let x = Tensor::stack(&batch, 0)?;
-        let logits = c.forward(&x)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+        let logits = c
+            .forward(&x)?
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?
+            .to_vec2::<f32>()?;
         Ok(logits
             .into_iter()
             .map(|row| {
@@ -233,10 +241,16 @@ impl LoadedModel {
         let x = prepare_volume(volume, spec, &self.device)?.unsqueeze(0)?;
         let patch: [usize; 3] = match spec.size.as_slice() {
             [d, h, w] => [*d, *h, *w],
-            other => return Err(InferenceError::Invalid(format!("a 3D model needs a 3D size, pack says {other:?}"))),
+            other => {
+                return Err(InferenceError::Invalid(format!(
+                    "a 3D model needs a 3D size, pack says {other:?}"
+                )))
+            }
         };
         let logits = sliding_window(net.as_ref(), &x, patch, 0.5)?;
-        let probs = candle_nn::ops::sigmoid(&logits)?.i(0)?.to_device(&Device::Cpu)?;
+        let probs = candle_nn::ops::sigmoid(&logits)?
+            .i(0)?
+            .to_device(&Device::Cpu)?;
         let voxel_ml = volume.spacing.iter().map(|&s| s as f64).product::<f64>() / 1000.0;
         let mut regions = Vec::new();
         for (k, label) in self.pack.manifest.labels.iter().enumerate() {
@@ -273,9 +287,18 @@ fn starts(len: usize, patch: usize, overlap: f64) -> Vec<usize> {
 /// Runs `net` over patches of `x` (1, C, D, H, W) and averages overlapping
 /// logits (MONAI's `sliding_window_inference`, constant weighting). Volumes
 /// smaller than a patch are zero-padded and cropped back.
-pub fn sliding_window(net: &dyn Module, x: &Tensor, patch: [usize; 3], overlap: f64) -> Result<Tensor> {
+pub fn sliding_window(
+    net: &dyn Module,
+    x: &Tensor,
+    patch: [usize; 3],
+    overlap: f64,
+) -> Result<Tensor> {
     let (_, _, d, h, w) = x.dims5()?;
-    let pd = [patch[0].saturating_sub(d), patch[1].saturating_sub(h), patch[2].saturating_sub(w)];
+    let pd = [
+        patch[0].saturating_sub(d),
+        patch[1].saturating_sub(h),
+        patch[2].saturating_sub(w),
+    ];
     let xp = x
         .pad_with_zeros(2, 0, pd[0])?
         .pad_with_zeros(3, 0, pd[1])?

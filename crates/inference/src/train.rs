@@ -3,9 +3,10 @@
 //! for the segmenter. Used for the demo packs; the same loop fine-tunes
 //! imported weights.
 
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 
+use crate::arch::segresnet::SegResNet;
 use crate::arch::Classifier;
 use crate::error::Result;
 
@@ -23,7 +24,8 @@ impl Schedule {
         if step < self.warmup {
             return self.lr * (step + 1) as f64 / self.warmup as f64;
         }
-        let t = (step - self.warmup) as f64 / (self.steps.saturating_sub(self.warmup)).max(1) as f64;
+        let t =
+            (step - self.warmup) as f64 / (self.steps.saturating_sub(self.warmup)).max(1) as f64;
         let floor = 0.02 * self.lr;
         floor + (self.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
     }
@@ -86,12 +88,18 @@ pub fn train_classifier(
     next_batch: impl FnMut(usize) -> Result<(Tensor, Tensor)>,
     log: impl FnMut(usize, f32),
 ) -> Result<f32> {
-    fit(varmap, schedule, next_batch, |x, y| bce_with_logits(&model.forward_t(x, true)?, y), log)
+    fit(
+        varmap,
+        schedule,
+        next_batch,
+        |x, y| bce_with_logits(&model.forward_t(x, true)?, y),
+        log,
+    )
 }
 
 /// Trains a segmenter with BCE + soft Dice on each region.
 pub fn train_segmenter(
-    model: &dyn Module,
+    model: &SegResNet,
     varmap: &VarMap,
     schedule: Schedule,
     next_batch: impl FnMut(usize) -> Result<(Tensor, Tensor)>,
@@ -102,7 +110,7 @@ pub fn train_segmenter(
         schedule,
         next_batch,
         |x, y| {
-            let out = model.forward(x)?;
+            let out = model.forward_t(x, true)?;
             bce_with_logits(&out, y)? + soft_dice_loss(&out, y)?
         },
         log,

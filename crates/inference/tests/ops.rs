@@ -337,3 +337,94 @@ fn conv3d_refuses_mismatched_channels_without_panicking() {
     let small = Tensor::zeros((1, 3, 2, 4, 4), candle_core::DType::F32, &dev).unwrap();
     assert!(conv3d(&small, &w, None, 1, 0).is_err());
 }
+
+#[test]
+fn gemm_convolution_and_its_gradients_equal_candles_conv2d() {
+    use candle_core::Var;
+    use inference::ops::conv2d_gemm;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let dev = Device::Cpu;
+    for _ in 0..12 {
+        let c = rng.gen_range(1..5);
+        let o = rng.gen_range(1..5);
+        let k = [1, 3, 5, 7][rng.gen_range(0..4)];
+        let s = rng.gen_range(1..3);
+        let p = rng.gen_range(0..=k / 2);
+        let h = rng.gen_range(k..14);
+        let w = rng.gen_range(k..14);
+        let x = Var::from_tensor(
+            &Tensor::from_vec(random(&mut rng, 2 * c * h * w), (2, c, h, w), &dev).unwrap(),
+        )
+        .unwrap();
+        let wt = Var::from_tensor(
+            &Tensor::from_vec(random(&mut rng, o * c * k * k), (o, c, k, k), &dev).unwrap(),
+        )
+        .unwrap();
+        let probe = Tensor::from_vec(
+            random(
+                &mut rng,
+                2 * o * ((h + 2 * p - k) / s + 1) * ((w + 2 * p - k) / s + 1),
+            ),
+            (2, o, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1),
+            &dev,
+        )
+        .unwrap();
+        let want = x.as_tensor().conv2d(wt.as_tensor(), p, s, 1, 1).unwrap();
+        let got = conv2d_gemm(x.as_tensor(), wt.as_tensor(), None, s, p).unwrap();
+        assert!(
+            max_abs_diff(&got, &want) < 1e-4,
+            "forward c {c} o {o} k {k} s {s} p {p}"
+        );
+        // The loss sum(conv · probe) is linear in x and in w separately, so
+        // a unit step in one element changes it by exactly that element's
+        // gradient (candle's own conv2d backward cannot be the reference:
+        // it fails on strided shapes that need an output padding).
+        let loss = |x: &Tensor, w: &Tensor| -> f32 {
+            (conv2d_gemm(x, w, None, s, p).unwrap() * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let grads = (got * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let base = loss(x.as_tensor(), wt.as_tensor());
+        for (which, v) in [(0, &x), (1, &wt)] {
+            let g = grads
+                .get(v.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let flat = v
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            for _ in 0..5 {
+                let i = rng.gen_range(0..flat.len());
+                let mut bumped = flat.clone();
+                bumped[i] += 1.0;
+                let t = Tensor::from_vec(bumped, v.as_tensor().shape(), &dev).unwrap();
+                let moved = if which == 0 {
+                    loss(&t, wt.as_tensor())
+                } else {
+                    loss(x.as_tensor(), &t)
+                };
+                assert!(
+                    (moved - base - g[i]).abs() < 1e-3 * (1.0 + g[i].abs()),
+                    "gradient of {which} at {i}: {} vs {}",
+                    moved - base,
+                    g[i]
+                );
+            }
+        }
+    }
+}

@@ -5,13 +5,11 @@
 //! / transitionN.{norm,conv} / norm5`, then `classifier`.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{
-    batch_norm, conv2d_no_bias, linear, BatchNorm, Conv2d, Conv2dConfig, Linear, VarBuilder,
-};
+use candle_nn::{batch_norm, linear, BatchNorm, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::Classifier;
-use crate::ops::{global_avg_pool, max_pool2d_nonneg};
+use crate::ops::{global_avg_pool, max_pool2d_nonneg, Conv2d};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DenseNetConfig {
@@ -62,12 +60,7 @@ fn conv(
     padding: usize,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding,
-        stride,
-        ..Default::default()
-    };
-    conv2d_no_bias(cin, cout, k, cfg, vb)
+    Conv2d::new(vb, cin, cout, k, stride, padding, false)
 }
 
 #[derive(Debug, Clone)]
@@ -90,9 +83,9 @@ impl DenseLayer {
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = self.norm1.forward_t(x, train)?.relu()?;
-        let y = self.conv1.forward(&y)?;
+        let y = self.conv1.forward_t(&y, train)?;
         let y = self.norm2.forward_t(&y, train)?.relu()?;
-        self.conv2.forward(&y)
+        self.conv2.forward_t(&y, train)
     }
 }
 
@@ -170,7 +163,7 @@ impl DenseNet {
 
 impl Classifier for DenseNet {
     fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.conv0.forward(x)?;
+        let x = self.conv0.forward_t(x, train)?;
         let x = self.norm0.forward_t(&x, train)?.relu()?;
         // MaxPool2d(3, stride 2, padding 1), after a ReLU.
         let mut x = max_pool2d_nonneg(&x, 3, 2, 1)?;
@@ -183,7 +176,7 @@ impl Classifier for DenseNet {
             x = Tensor::cat(&feats, 1)?;
             if let Some(t) = transition {
                 let y = t.norm.forward_t(&x, train)?.relu()?;
-                x = t.conv.forward(&y)?.avg_pool2d(2)?;
+                x = t.conv.forward_t(&y, train)?.avg_pool2d(2)?;
             }
         }
         self.norm5.forward_t(&x, train)

@@ -8,13 +8,12 @@
 
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{
-    batch_norm, conv2d, conv2d_no_bias, linear, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig,
-    Linear, VarBuilder,
+    batch_norm, conv2d, linear, BatchNorm, BatchNormConfig, Conv2d, Linear, VarBuilder,
 };
 use serde::{Deserialize, Serialize};
 
 use super::Classifier;
-use crate::ops::{depthwise_conv2d, global_avg_pool};
+use crate::ops::{self, depthwise_conv2d, global_avg_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EfficientNetConfig {
@@ -92,7 +91,7 @@ fn make_divisible(v: f64) -> usize {
 /// `Conv2dNormActivation`: conv (no bias) `.0`, BatchNorm `.1`, optional SiLU.
 #[derive(Debug, Clone)]
 struct ConvBn {
-    conv: Option<Conv2d>,
+    conv: Option<ops::Conv2d>,
     depthwise: Option<(Tensor, usize, usize)>,
     bn: BatchNorm,
     act: bool,
@@ -119,12 +118,18 @@ impl ConvBn {
             )?;
             (None, Some((w, stride, padding)))
         } else {
-            let cfg = Conv2dConfig {
-                padding,
-                stride,
-                ..Default::default()
-            };
-            (Some(conv2d_no_bias(cin, cout, k, cfg, vb.pp("0"))?), None)
+            (
+                Some(ops::Conv2d::new(
+                    vb.pp("0"),
+                    cin,
+                    cout,
+                    k,
+                    stride,
+                    padding,
+                    false,
+                )?),
+                None,
+            )
         };
         let bn_cfg = BatchNormConfig {
             eps,
@@ -140,7 +145,7 @@ impl ConvBn {
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = match (&self.conv, &self.depthwise) {
-            (Some(c), _) => c.forward(x)?,
+            (Some(c), _) => c.forward_t(x, train)?,
             (None, Some((w, s, p))) => depthwise_conv2d(x, w, *s, *p)?,
             (None, None) => candle_core::bail!("ConvBn without a convolution"),
         };

@@ -69,10 +69,14 @@ impl ResBlock {
     }
 }
 
-impl Module for ResBlock {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv1.forward(&self.norm1.forward(x)?.relu()?)?;
-        let y = self.conv2.forward(&self.norm2.forward(&y)?.relu()?)?;
+impl ResBlock {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self
+            .conv1
+            .forward_t(&self.norm1.forward(x)?.relu()?, train)?;
+        let y = self
+            .conv2
+            .forward_t(&self.norm2.forward(&y)?.relu()?, train)?;
         y + x
     }
 }
@@ -167,33 +171,41 @@ impl SegResNet {
 }
 
 impl Module for SegResNet {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_t(x, false)
+    }
+}
+
+impl SegResNet {
     /// (N, in_channels, D, H, W) -> (N, out_channels, D, H, W) logits; every
     /// spatial side must be a multiple of [`SegResNetConfig::divisor`].
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = self.conv_init.forward(x)?;
+    /// GroupNorm behaves the same in training; `train` picks the
+    /// convolution path with the faster backward pass.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = self.conv_init.forward_t(x, train)?;
         let mut skips = Vec::with_capacity(self.down.len());
         for (pre, blocks) in &self.down {
             if let Some(p) = pre {
-                x = p.forward(&x)?;
+                x = p.forward_t(&x, train)?;
             }
             for b in blocks {
-                x = b.forward(&x)?;
+                x = b.forward_t(&x, train)?;
             }
             skips.push(x.clone());
         }
         skips.reverse();
         for (i, (reduce, mode, blocks)) in self.up.iter().enumerate() {
-            let y = reduce.forward(&x)?;
+            let y = reduce.forward_t(&x, train)?;
             let y = match mode {
                 Up::Linear => upsample_trilinear3d(&y, 2)?,
                 Up::Deconv { weight, bias } => conv_transpose3d(&y, weight, Some(bias), 2, 0, 0)?,
             };
             x = (y + &skips[i + 1])?;
             for b in blocks {
-                x = b.forward(&x)?;
+                x = b.forward_t(&x, train)?;
             }
         }
         let x = self.final_norm.forward(&x)?.relu()?;
-        self.final_conv.forward(&x)
+        self.final_conv.forward_t(&x, train)
     }
 }
