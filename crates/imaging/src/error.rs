@@ -31,6 +31,10 @@ pub enum ImagingError {
     BurnedInAnnotation,
     #[error("could not read or write the file")]
     Io,
+    /// [`crate::write`] was handed something it cannot encode (wrong pixel
+    /// count, values that do not fit, a bad file name).
+    #[error("cannot write the file: {detail}")]
+    Write { detail: String },
 }
 
 impl From<std::io::Error> for ImagingError {

@@ -16,6 +16,7 @@
 //! - [`deid`]: DICOM PS3.15 Annex E de-identification.
 //! - [`render`]: PNG previews and tiles for the viewer.
 //! - [`ingest`]: the whole pipeline, all-or-nothing per study.
+//! - [`write`]: DICOM and NIfTI writers for synthetic phantoms.
 
 pub mod archive;
 pub mod deid;
@@ -30,6 +31,7 @@ pub mod raster;
 pub mod render;
 pub mod sniff;
 pub mod volume;
+pub mod write;
 
 pub use error::{ImagingError, Result};
 pub use model::*;

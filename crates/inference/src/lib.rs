@@ -8,6 +8,7 @@ pub mod gradcam;
 pub mod metrics;
 pub mod ops;
 pub mod pack;
+pub mod phantom;
 pub mod preprocess;
 pub mod registry;
 pub mod train;
