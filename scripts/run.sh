@@ -12,4 +12,6 @@ log "building MedVision (release server)"
 cargo leptos build --frontend-only
 cargo build --release -p server --bin medvision
 export LEPTOS_SITE_ROOT="$ROOT/target/site"
+log "demo model packs (trained once on synthetic phantoms, then reused)"
+"$CARGO_TARGET_DIR/release/medvision" models train-demo
 exec "$CARGO_TARGET_DIR/release/medvision" serve "$@"

@@ -41,6 +41,9 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Model packs: list, verify, import weights, train the demo packs.
+    #[command(subcommand)]
+    Models(ModelsCmd),
     /// Import a folder, ZIP or files of images into a case, de-identified
     /// exactly as a browser upload is.
     Import {
@@ -54,6 +57,66 @@ pub enum Command {
         /// the audit log.
         #[arg(long)]
         email: String,
+    },
+}
+
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum ModelsCmd {
+    /// The installed packs.
+    List {
+        /// `[{"name", "version", "arch", "task", "modality", "body_part",
+        /// "labels", "intended_use", "sha256"}]`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute every pack's weights sha256; exits non-zero on any mismatch.
+    Verify,
+    /// Make a pack from public weights (safetensors or a PyTorch state dict).
+    Import {
+        /// `densenet121`, `efficientnet-b0` … `efficientnet-b7` or `segresnet`.
+        #[arg(long)]
+        arch: String,
+        /// Output labels in the model's order, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        labels: Vec<String>,
+        /// The weights file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Key layout of the file: torchvision, torchxrayvision, chexnet, monai, native.
+        #[arg(long, default_value = "torchvision")]
+        source: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "1.0.0")]
+        version: String,
+        /// DICOM modality the model reads (DX, CR, CT, MR).
+        #[arg(long)]
+        modality: String,
+        /// DICOM body part (CHEST, HEAD, BRAIN).
+        #[arg(long)]
+        body_part: String,
+        /// Input channels (1 for torchxrayvision, 3 for ImageNet-style).
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+        /// Input side in pixels (voxels for segmenters).
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        /// What the model is for, shown with every result.
+        #[arg(long)]
+        intended_use: String,
+        #[arg(long, default_value = "see the weights' source")]
+        license: String,
+    },
+    /// Train the demo packs on synthetic phantoms (reused when up to date).
+    TrainDemo {
+        /// Where to write the packs (default: the models folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seed of the phantoms and the initial weights.
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
     },
 }
 
@@ -138,6 +201,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Models(cmd) => crate::models::command(&settings, cmd),
         Command::Import { paths, case, email } => {
             let db = crate::db::connect(&settings).await?;
             crate::db::migrate(&db).await?;
@@ -374,7 +438,7 @@ async fn admin_command(db: &sea_orm::DatabaseConnection, cmd: Command) -> anyhow
                 Some(b) => bail!("audit chain broken at row {}: {}", b.seq, b.reason),
             }
         }
-        Command::Serve | Command::Migrate | Command::Import { .. } => {
+        Command::Serve | Command::Migrate | Command::Import { .. } | Command::Models(_) => {
             unreachable!("handled in run")
         }
     }

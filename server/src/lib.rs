@@ -8,6 +8,7 @@ pub mod cli;
 pub mod db;
 pub mod images;
 pub mod middleware;
+pub mod models;
 pub mod settings;
 
 use app::error::AppError;

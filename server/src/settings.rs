@@ -68,6 +68,8 @@ pub struct Settings {
     pub deid_keep_private_tags: bool,
     /// Images with Burned In Annotation = YES: `refuse` (default) or `flag`.
     pub burned_in: String,
+    /// Folder of model packs (`MEDVISION_MODELS_DIR`); default `<data_dir>/models`.
+    pub models_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -97,6 +99,7 @@ impl Default for Settings {
             deid_clean_descriptors: false,
             deid_keep_private_tags: false,
             burned_in: "refuse".into(),
+            models_dir: None,
         }
     }
 }
@@ -122,6 +125,12 @@ impl Settings {
             s.site_root = PathBuf::from(root);
         }
         Ok(s)
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("models"))
     }
 
     pub fn database_url(&self) -> String {

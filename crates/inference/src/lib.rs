@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod calibration;
+pub mod demo;
 pub mod error;
 pub mod gradcam;
 pub mod metrics;

@@ -14,7 +14,9 @@ use crate::arch::densenet::{DenseNet, DenseNetConfig};
 use crate::arch::efficientnet::{EfficientNet, EfficientNetConfig};
 use crate::arch::segresnet::{SegResNet, SegResNetConfig};
 use crate::arch::Classifier;
+use crate::calibration::{validate_calibrations, LabelCalibration};
 use crate::error::{InferenceError, Result};
+use crate::triage::Threshold;
 use crate::weights::{build_from_tensors, load_state_dict, WeightSource};
 
 pub const MANIFEST: &str = "model.toml";
@@ -136,12 +138,12 @@ pub struct Manifest {
     pub weights_source: WeightSource,
     pub arch: ArchSpec,
     pub input: InputSpec,
-    /// Per label, in label order (empty: raw sigmoid).
+    /// Per label (empty: raw sigmoid probabilities).
     #[serde(default)]
-    pub calibration: Vec<serde_json::Value>,
-    /// Per label, in label order (empty: 0.5 and routine).
+    pub calibration: Vec<LabelCalibration>,
+    /// Per label (empty for segmenters).
     #[serde(default)]
-    pub thresholds: Vec<serde_json::Value>,
+    pub thresholds: Vec<Threshold>,
     /// Held-out metrics written by training (name → value).
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
@@ -198,6 +200,23 @@ impl Manifest {
         }
         if m.weights.contains("..") || Path::new(&m.weights).is_absolute() {
             return Err(bad("weights must be a file inside the pack folder".into()));
+        }
+        validate_calibrations(&m.calibration).map_err(|e| bad(format!("calibration: {e}")))?;
+        for c in &m.calibration {
+            if !m.labels.contains(&c.label) {
+                return Err(bad(format!("calibration for unknown label `{}`", c.label)));
+            }
+        }
+        for t in &m.thresholds {
+            if !m.labels.contains(&t.label) {
+                return Err(bad(format!("threshold for unknown label `{}`", t.label)));
+            }
+            if !(t.positive_at > 0.0 && t.positive_at < 1.0) {
+                return Err(bad(format!(
+                    "threshold for `{}` must lie in (0, 1)",
+                    t.label
+                )));
+            }
         }
         if m.intended_use.trim().is_empty() {
             return Err(bad("intended_use must say what the model is for".into()));

@@ -155,6 +155,8 @@ pub struct LabelScore {
     pub label: String,
     pub logit: f32,
     /// sigmoid(logit), before calibration.
+    pub raw_probability: f32,
+    /// After the pack's calibration (equal to the raw one without).
     pub probability: f32,
 }
 
@@ -198,19 +200,46 @@ impl LoadedModel {
             .to_dtype(DType::F32)?
             .to_device(&Device::Cpu)?
             .to_vec2::<f32>()?;
-        Ok(logits
+        let m = &self.pack.manifest;
+        logits
             .into_iter()
             .map(|row| {
                 row.into_iter()
-                    .zip(&self.pack.manifest.labels)
-                    .map(|(logit, label)| LabelScore {
-                        label: label.clone(),
-                        logit,
-                        probability: sigmoid(logit),
+                    .zip(&m.labels)
+                    .map(|(logit, label)| {
+                        if !logit.is_finite() {
+                            return Err(InferenceError::Input(format!(
+                                "the model produced no finite score for `{label}`: the input is outside what it can handle"
+                            )));
+                        }
+                        let probability = match m.calibration.iter().find(|c| &c.label == label) {
+                            Some(c) => c.method.apply(logit),
+                            None => sigmoid(logit),
+                        };
+                        Ok(LabelScore {
+                            label: label.clone(),
+                            logit,
+                            raw_probability: sigmoid(logit),
+                            probability,
+                        })
                     })
                     .collect()
             })
-            .collect())
+            .collect()
+    }
+
+    /// Calibrated scores against the pack's thresholds, with a site's
+    /// overrides applied: positives and the resulting urgency.
+    pub fn assess(
+        &self,
+        scores: &[LabelScore],
+        overrides: &[crate::triage::ThresholdOverride],
+    ) -> Result<crate::triage::Assessment> {
+        let probs: Vec<(String, f32)> = scores
+            .iter()
+            .map(|s| (s.label.clone(), s.probability))
+            .collect();
+        crate::triage::assess(&probs, &self.pack.manifest.thresholds, overrides)
     }
 
     /// Grad-CAM map of `label` on one image, at the network's input size.

@@ -10,4 +10,5 @@ mod cases;
 mod cli;
 mod helpers;
 mod images;
+mod models;
 mod security;
