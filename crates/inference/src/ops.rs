@@ -231,6 +231,20 @@ fn resize_linear_dim(x: &Tensor, dim: usize, out: usize) -> Result<Tensor> {
 /// differentiable. Stride 2 subsamples through a reshape.
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, c, h, wd) = x.dims4()?;
+    // Inference on the CPU (no gradient wanted): a direct kernel that reads
+    // the input once instead of materialising k² shifted copies.
+    if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() && !w.track_op() {
+        let (wc, one, _, _) = w.dims4()?;
+        if wc != c || one != 1 {
+            candle_core::bail!(
+                "depthwise_conv2d: kernel {:?} does not match {c} channels",
+                w.dims()
+            )
+        }
+        return x
+            .contiguous()?
+            .apply_op2_no_bwd(&w.contiguous()?, &DepthwiseCpu { stride, padding });
+    }
     let (wc, one, kh, kw) = w.dims4()?;
     if wc != c || one != 1 {
         candle_core::bail!(
@@ -434,6 +448,179 @@ pub fn max_pool2d_nonneg(x: &Tensor, k: usize, stride: usize, padding: usize) ->
         (h + 2 * padding - k) / stride + 1,
         (w + 2 * padding - k) / stride + 1,
     )
+}
+
+/// An activation fused into [`batch_norm_act`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Identity,
+    Relu,
+    Silu,
+}
+
+/// BatchNorm followed by an activation. At inference on the CPU it is one
+/// multi-threaded pass (candle's eval BatchNorm is four single-threaded
+/// broadcast passes, which dominated EfficientNet at batch 16); training
+/// and tracked inputs take candle's differentiable path.
+pub fn batch_norm_act(
+    bn: &candle_nn::BatchNorm,
+    x: &Tensor,
+    train: bool,
+    act: Act,
+) -> Result<Tensor> {
+    use candle_core::ModuleT;
+    if train || !x.device().is_cpu() || x.dtype() != DType::F32 || x.track_op() || x.rank() < 2 {
+        let y = bn.forward_t(x, train)?;
+        return match act {
+            Act::Identity => Ok(y),
+            Act::Relu => y.relu(),
+            Act::Silu => candle_nn::ops::silu(&y),
+        };
+    }
+    let var = bn.running_var().to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let mean = bn.running_mean().to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let (gamma, beta) = match bn.weight_and_bias() {
+        Some((w, b)) => (
+            w.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            b.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+        ),
+        None => (vec![1.0; var.len()], vec![0.0; var.len()]),
+    };
+    let eps = bn.eps() as f32;
+    let scale: Vec<f32> = var
+        .iter()
+        .zip(&gamma)
+        .map(|(v, g)| g / (v + eps).sqrt())
+        .collect();
+    let shift: Vec<f32> = mean
+        .iter()
+        .zip(&scale)
+        .zip(&beta)
+        .map(|((m, s), b)| b - m * s)
+        .collect();
+    x.contiguous()?
+        .apply_op1_no_bwd(&AffineAct { scale, shift, act })
+}
+
+struct AffineAct {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    act: Act,
+}
+
+impl candle_core::CustomOp1 for AffineAct {
+    fn name(&self) -> &'static str {
+        "batch-norm-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("batch-norm-act: input must be contiguous")
+        };
+        let x = &storage.as_slice::<f32>()?[a..b];
+        let dims = layout.shape().dims();
+        let c = dims[1];
+        if c != self.scale.len() {
+            candle_core::bail!(
+                "batch-norm-act: {} channels, BatchNorm has {}",
+                c,
+                self.scale.len()
+            )
+        }
+        let plane: usize = dims[2..].iter().product::<usize>().max(1);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(plane)
+            .zip(x.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, (o, xi))| {
+                let (s, t) = (self.scale[i % c], self.shift[i % c]);
+                match self.act {
+                    Act::Identity => o.iter_mut().zip(xi).for_each(|(o, x)| *o = x * s + t),
+                    Act::Relu => o
+                        .iter_mut()
+                        .zip(xi)
+                        .for_each(|(o, x)| *o = (x * s + t).max(0.0)),
+                    Act::Silu => o.iter_mut().zip(xi).for_each(|(o, x)| {
+                        let y = x * s + t;
+                        *o = y / (1.0 + (-y).exp());
+                    }),
+                }
+            });
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// The CPU forward kernel of [`depthwise_conv2d`], one (image, channel)
+/// plane per task.
+struct DepthwiseCpu {
+    stride: usize,
+    padding: usize,
+}
+
+impl candle_core::CustomOp2 for DepthwiseCpu {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle_core::bail!("depthwise-conv2d: inputs must be contiguous")
+        };
+        let x = &s1.as_slice::<f32>()?[a0..a1];
+        let w = &s2.as_slice::<f32>()?[b0..b1];
+        let (n, c, h, wd) = l1.shape().dims4()?;
+        let (_, _, kh, kw) = l2.shape().dims4()?;
+        let (s, p) = (self.stride, self.padding);
+        if h + 2 * p < kh || wd + 2 * p < kw {
+            candle_core::bail!("depthwise-conv2d: input smaller than the kernel")
+        }
+        let ho = (h + 2 * p - kh) / s + 1;
+        let wo = (wd + 2 * p - kw) / s + 1;
+        let mut out = vec![0f32; n * c * ho * wo];
+        out.par_chunks_mut(ho * wo)
+            .enumerate()
+            .for_each(|(plane, o)| {
+                let ch = plane % c;
+                let xin = &x[plane * h * wd..(plane + 1) * h * wd];
+                let k = &w[ch * kh * kw..(ch + 1) * kh * kw];
+                for oy in 0..ho {
+                    let orow = &mut o[oy * wo..(oy + 1) * wo];
+                    for ky in 0..kh {
+                        let iy = (oy * s + ky) as isize - p as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let irow = &xin[iy as usize * wd..(iy as usize + 1) * wd];
+                        for kx in 0..kw {
+                            let kv = k[ky * kw + kx];
+                            // Output columns whose input column lies inside the row.
+                            let first = p.saturating_sub(kx).div_ceil(s);
+                            let last = (wd + p).saturating_sub(kx).div_ceil(s).min(wo);
+                            for (ox, ov) in orow.iter_mut().enumerate().take(last).skip(first) {
+                                *ov += kv * irow[ox * s + kx - p];
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((
+            candle_core::CpuStorage::F32(out),
+            candle_core::Shape::from((n, c, ho, wo)),
+        ))
+    }
 }
 
 /// A `torch.nn.Conv3d` (weight, optional bias) read from a `VarBuilder`.

@@ -250,10 +250,18 @@ fn depthwise_conv2d_equals_candles_grouped_convolution() {
         let x = Tensor::from_vec(random(&mut rng, 2 * c * h * w), (2, c, h, w), &dev).unwrap();
         let wt = Tensor::from_vec(random(&mut rng, c * k * k), (c, 1, k, k), &dev).unwrap();
         let want = x.conv2d(&wt, p, s, 1, c).unwrap();
+        // The CPU kernel (plain tensors) and the differentiable path
+        // (tracked tensors, as in training) must both agree.
         let got = depthwise_conv2d(&x, &wt, s, p).unwrap();
         assert!(
             max_abs_diff(&got, &want) < 1e-5,
-            "c {c} k {k} s {s} p {p} {h}x{w}"
+            "kernel: c {c} k {k} s {s} p {p} {h}x{w}"
+        );
+        let tracked = candle_core::Var::from_tensor(&x).unwrap();
+        let got = depthwise_conv2d(tracked.as_tensor(), &wt, s, p).unwrap();
+        assert!(
+            max_abs_diff(&got, &want) < 1e-5,
+            "autograd path: c {c} k {k} s {s} p {p} {h}x{w}"
         );
     }
 }

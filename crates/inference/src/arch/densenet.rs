@@ -4,12 +4,12 @@
 //! `features.conv0 / norm0 / denseblockN.denselayerM.{norm1,conv1,norm2,conv2}
 //! / transitionN.{norm,conv} / norm5`, then `classifier`.
 
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{batch_norm, linear, BatchNorm, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::Classifier;
-use crate::ops::{global_avg_pool, max_pool2d_nonneg, Conv2d};
+use crate::ops::{batch_norm_act, global_avg_pool, max_pool2d_nonneg, Act, Conv2d};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DenseNetConfig {
@@ -82,9 +82,9 @@ impl DenseLayer {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.norm1.forward_t(x, train)?.relu()?;
+        let y = batch_norm_act(&self.norm1, x, train, Act::Relu)?;
         let y = self.conv1.forward_t(&y, train)?;
-        let y = self.norm2.forward_t(&y, train)?.relu()?;
+        let y = batch_norm_act(&self.norm2, &y, train, Act::Relu)?;
         self.conv2.forward_t(&y, train)
     }
 }
@@ -164,7 +164,7 @@ impl DenseNet {
 impl Classifier for DenseNet {
     fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let x = self.conv0.forward_t(x, train)?;
-        let x = self.norm0.forward_t(&x, train)?.relu()?;
+        let x = batch_norm_act(&self.norm0, &x, train, Act::Relu)?;
         // MaxPool2d(3, stride 2, padding 1), after a ReLU.
         let mut x = max_pool2d_nonneg(&x, 3, 2, 1)?;
         for (layers, transition) in &self.blocks {
@@ -175,11 +175,11 @@ impl Classifier for DenseNet {
             }
             x = Tensor::cat(&feats, 1)?;
             if let Some(t) = transition {
-                let y = t.norm.forward_t(&x, train)?.relu()?;
+                let y = batch_norm_act(&t.norm, &x, train, Act::Relu)?;
                 x = t.conv.forward_t(&y, train)?.avg_pool2d(2)?;
             }
         }
-        self.norm5.forward_t(&x, train)
+        batch_norm_act(&self.norm5, &x, train, Act::Identity)
     }
 
     fn head_t(&self, features: &Tensor, _train: bool) -> Result<Tensor> {

@@ -6,14 +6,14 @@
 //! one loads torchvision state dicts directly and runs depthwise layers
 //! through [`crate::ops::depthwise_conv2d`].
 
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{
     batch_norm, conv2d, linear, BatchNorm, BatchNormConfig, Conv2d, Linear, VarBuilder,
 };
 use serde::{Deserialize, Serialize};
 
 use super::Classifier;
-use crate::ops::{self, depthwise_conv2d, global_avg_pool};
+use crate::ops::{self, batch_norm_act, depthwise_conv2d, global_avg_pool, Act};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EfficientNetConfig {
@@ -149,12 +149,8 @@ impl ConvBn {
             (None, Some((w, s, p))) => depthwise_conv2d(x, w, *s, *p)?,
             (None, None) => candle_core::bail!("ConvBn without a convolution"),
         };
-        let y = self.bn.forward_t(&y, train)?;
-        if self.act {
-            candle_nn::ops::silu(&y)
-        } else {
-            Ok(y)
-        }
+        let act = if self.act { Act::Silu } else { Act::Identity };
+        batch_norm_act(&self.bn, &y, train, act)
     }
 }
 
