@@ -4,7 +4,7 @@
 //! `medvision models train-demo`) at `DemoBudget::full()` into a cache and
 //! reused while the trainer and budget are unchanged.
 //!
-//! Ignored by default: the full budget is about an hour of training on a
+//! Ignored by default: the full budget is about 80 minutes of training on a
 //! 2-core CPU, more than CI has. Run with
 //! `cargo test -p inference --release --test demo_quality -- --ignored`.
 //! The default (10-minute) demo budget reaches the thresholds for the large
@@ -44,7 +44,7 @@ fn metric(pack: &str, key: &str) -> f64 {
 }
 
 #[test]
-#[ignore = "trains the demo packs at the full budget (about an hour on 2 cores)"]
+#[ignore = "trains the demo packs at the full budget (about 80 minutes on 2 cores)"]
 fn every_demo_pack_says_it_is_a_demonstration() {
     for p in packs() {
         assert_eq!(p.manifest.intended_use, DEMO_INTENDED_USE);
@@ -53,7 +53,7 @@ fn every_demo_pack_says_it_is_a_demonstration() {
 }
 
 #[test]
-#[ignore = "trains the demo packs at the full budget (about an hour on 2 cores)"]
+#[ignore = "trains the demo packs at the full budget (about 80 minutes on 2 cores)"]
 fn chest_classifier_finds_every_planted_finding() {
     for label in inference::phantom::CXR_LABELS {
         let a = metric(CXR_PACK, &format!("auroc.{label}"));
@@ -64,7 +64,7 @@ fn chest_classifier_finds_every_planted_finding() {
 }
 
 #[test]
-#[ignore = "trains the demo packs at the full budget (about an hour on 2 cores)"]
+#[ignore = "trains the demo packs at the full budget (about 80 minutes on 2 cores)"]
 fn haemorrhage_classifier_finds_every_subtype() {
     for label in inference::phantom::ICH_LABELS {
         let a = metric(ICH_PACK, &format!("auroc.{label}"));
@@ -75,7 +75,7 @@ fn haemorrhage_classifier_finds_every_subtype() {
 }
 
 #[test]
-#[ignore = "trains the demo packs at the full budget (about an hour on 2 cores)"]
+#[ignore = "trains the demo packs at the full budget (about 80 minutes on 2 cores)"]
 fn calibration_does_not_make_the_classifiers_worse() {
     for (pack, labels) in [
         (CXR_PACK, &inference::phantom::CXR_LABELS[..]),
@@ -97,7 +97,7 @@ fn calibration_does_not_make_the_classifiers_worse() {
 }
 
 #[test]
-#[ignore = "trains the demo packs at the full budget (about an hour on 2 cores)"]
+#[ignore = "trains the demo packs at the full budget (about 80 minutes on 2 cores)"]
 fn segmenter_outlines_the_whole_tumour() {
     let d = metric(SEG_PACK, "dice.whole_tumour");
     assert!(d >= 0.8, "whole tumour Dice {d}");
