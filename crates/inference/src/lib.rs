@@ -12,6 +12,7 @@ pub mod pack;
 pub mod phantom;
 pub mod preprocess;
 pub mod registry;
+pub mod sequences;
 pub mod train;
 pub mod triage;
 pub mod weights;
