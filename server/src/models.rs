@@ -209,6 +209,17 @@ pub fn import(models_dir: &Path, spec: ImportSpec) -> anyhow::Result<ModelPack> 
     if n == 0 {
         bail!("--labels must name the model's outputs");
     }
+    // The name becomes a folder under the models directory: nothing that
+    // could climb out of it or hide as a dot-file.
+    let name_ok = !spec.name.is_empty()
+        && !spec.name.starts_with('.')
+        && spec
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !name_ok {
+        bail!("--name may use letters, digits, '-', '_' and '.', and must not start with '.'");
+    }
     let tensors = load_state_dict(spec.from, spec.source)?;
     let dir = models_dir.join(spec.name);
     if dir.exists() {
@@ -224,15 +235,7 @@ pub fn import(models_dir: &Path, spec: ImportSpec) -> anyhow::Result<ModelPack> 
         tensors.clone(),
         candle_core::DType::F32,
         &candle_core::Device::Cpu,
-        |vb| match &arch {
-            ArchSpec::Densenet121(c) => inference::arch::densenet::DenseNet::new(c, vb).map(|_| ()),
-            ArchSpec::Efficientnet(v) => {
-                let c = ArchSpec::efficientnet_config(v)
-                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-                inference::arch::efficientnet::EfficientNet::new(&c, vb).map(|_| ())
-            }
-            ArchSpec::Segresnet(c) => inference::arch::segresnet::SegResNet::new(c, vb).map(|_| ()),
-        },
+        |vb| arch.network(vb).map(|_| ()),
     )?;
     let tmp = models_dir.join(format!(".{}.partial", spec.name));
     let _ = std::fs::remove_dir_all(&tmp);

@@ -15,8 +15,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::arch::densenet::{DenseNet, DenseNetConfig};
-use crate::arch::efficientnet::EfficientNet;
+use crate::arch::densenet::DenseNetConfig;
 use crate::arch::segresnet::{SegResNet, SegResNetConfig, UpsampleMode};
 use crate::arch::Classifier;
 use crate::calibration::{self, LabelCalibration, MethodKind};
@@ -24,8 +23,8 @@ use crate::error::{InferenceError, Result};
 use crate::gradcam::{class_activation_maps, CamMethod};
 use crate::metrics::{auroc, dice};
 use crate::pack::{
-    sha256_file, ArchSpec, EfficientNetVariant, InputSpec, Manifest, ModelPack, Preprocessing,
-    Task, DEMO_INTENDED_USE, MANIFEST,
+    sha256_file, ArchSpec, EfficientNetVariant, InputSpec, Manifest, ModelPack, Network,
+    Preprocessing, Task, DEMO_INTENDED_USE, MANIFEST,
 };
 use crate::phantom::{self, LesionBox};
 use crate::preprocess::{prepare_plane, prepare_volume, Plane, Volume};
@@ -252,13 +251,10 @@ fn train_ich(
 }
 
 fn build_classifier(arch: &ArchSpec, vb: VarBuilder) -> Result<Box<dyn Classifier>> {
-    Ok(match arch {
-        ArchSpec::Densenet121(c) => Box::new(DenseNet::new(c, vb)?),
-        ArchSpec::Efficientnet(v) => {
-            Box::new(EfficientNet::new(&ArchSpec::efficientnet_config(v)?, vb)?)
-        }
-        ArchSpec::Segresnet(_) => return Err(InferenceError::Invalid("not a classifier".into())),
-    })
+    match arch.network(vb)? {
+        Network::Classifier(c) => Ok(c),
+        Network::Segmenter(_) => Err(InferenceError::Invalid("not a classifier".into())),
+    }
 }
 
 fn batch_tensor(

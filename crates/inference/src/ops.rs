@@ -147,34 +147,6 @@ pub fn conv_transpose3d(
     }
 }
 
-/// Linear interpolation along `dim` by an integer factor, PyTorch's
-/// `align_corners=False` sampling (source = (i + 0.5) / s - 0.5, clamped).
-fn upsample_linear_dim(x: &Tensor, dim: usize, scale: usize) -> Result<Tensor> {
-    let len = x.dim(dim)?;
-    let out = len * scale;
-    let mut lo = Vec::with_capacity(out);
-    let mut hi = Vec::with_capacity(out);
-    let mut frac = Vec::with_capacity(out);
-    for i in 0..out {
-        let src = ((i as f64 + 0.5) / scale as f64 - 0.5).max(0.0);
-        let i0 = (src.floor() as usize).min(len - 1);
-        let i1 = (i0 + 1).min(len - 1);
-        lo.push(i0 as u32);
-        hi.push(i1 as u32);
-        frac.push((src - i0 as f64) as f32);
-    }
-    let dev = x.device();
-    let a = x.index_select(&Tensor::new(lo.as_slice(), dev)?, dim)?;
-    let b = x.index_select(&Tensor::new(hi.as_slice(), dev)?, dim)?;
-    let mut shape = vec![1usize; x.rank()];
-    shape[dim] = out;
-    let t = Tensor::new(frac.as_slice(), dev)?
-        .to_dtype(x.dtype())?
-        .reshape(shape)?;
-    // a + (b - a)·t
-    a.broadcast_add(&(b - &a)?.broadcast_mul(&t)?)
-}
-
 /// Trilinear upsampling of (N, C, D, H, W) by an integer factor, equal to
 /// `torch.nn.Upsample(scale_factor=s, mode="trilinear", align_corners=False)`.
 pub fn upsample_trilinear3d(x: &Tensor, scale: usize) -> Result<Tensor> {
@@ -184,9 +156,9 @@ pub fn upsample_trilinear3d(x: &Tensor, scale: usize) -> Result<Tensor> {
             x.dims()
         )
     }
-    let x = upsample_linear_dim(x, 2, scale)?;
-    let x = upsample_linear_dim(&x, 3, scale)?;
-    upsample_linear_dim(&x, 4, scale)
+    let x = resize_linear_dim(x, 2, x.dim(2)? * scale)?;
+    let x = resize_linear_dim(&x, 3, x.dim(3)? * scale)?;
+    resize_linear_dim(&x, 4, x.dim(4)? * scale)
 }
 
 /// Bilinear upsampling of (N, C, H, W) to an exact size (`align_corners=False`),
@@ -196,6 +168,8 @@ pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor>
     resize_linear_dim(&x, 3, out_w)
 }
 
+/// Linear interpolation along `dim` to `out` samples, PyTorch's
+/// `align_corners=False` sampling (source = (i + 0.5) / scale - 0.5, clamped).
 fn resize_linear_dim(x: &Tensor, dim: usize, out: usize) -> Result<Tensor> {
     let len = x.dim(dim)?;
     let scale = out as f64 / len as f64;

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -75,6 +76,20 @@ impl ArchSpec {
             ArchSpec::Efficientnet(v) => v.in_channels,
             ArchSpec::Segresnet(c) => c.in_channels,
         }
+    }
+
+    /// The network, its weights from `vb`: a weights file, a `VarMap` for
+    /// training, or a dry run listing the tensors it needs.
+    pub fn network(&self, vb: VarBuilder) -> candle_core::Result<Network> {
+        Ok(match self {
+            ArchSpec::Densenet121(c) => Network::Classifier(Box::new(DenseNet::new(c, vb)?)),
+            ArchSpec::Efficientnet(v) => {
+                let c = Self::efficientnet_config(v)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                Network::Classifier(Box::new(EfficientNet::new(&c, vb)?))
+            }
+            ArchSpec::Segresnet(c) => Network::Segmenter(Box::new(SegResNet::new(c, vb)?)),
+        })
     }
 
     pub fn efficientnet_config(v: &EfficientNetVariant) -> Result<EfficientNetConfig> {
@@ -275,33 +290,8 @@ impl ModelPack {
     pub fn load(&self, device: &Device, dtype: DType) -> Result<Network> {
         self.verify()?;
         let tensors = load_state_dict(&self.weights_path(), self.manifest.weights_source)?;
-        let arch = self.manifest.arch.label();
-        Ok(match &self.manifest.arch {
-            ArchSpec::Densenet121(c) => Network::Classifier(Box::new(build_from_tensors(
-                &arch,
-                tensors,
-                dtype,
-                device,
-                |vb| DenseNet::new(c, vb),
-            )?)),
-            ArchSpec::Efficientnet(v) => {
-                let c = ArchSpec::efficientnet_config(v)?;
-                Network::Classifier(Box::new(build_from_tensors(
-                    &arch,
-                    tensors,
-                    dtype,
-                    device,
-                    |vb| EfficientNet::new(&c, vb),
-                )?))
-            }
-            ArchSpec::Segresnet(c) => Network::Segmenter(Box::new(build_from_tensors(
-                &arch,
-                tensors,
-                dtype,
-                device,
-                |vb| SegResNet::new(c, vb),
-            )?)),
-        })
+        let arch = &self.manifest.arch;
+        build_from_tensors(&arch.label(), tensors, dtype, device, |vb| arch.network(vb))
     }
 }
 

@@ -137,6 +137,12 @@ fn import_list_and_verify_follow_the_contract() {
     assert!(!o.status.success());
     assert!(text(&o).contains("unknown architecture"), "{}", text(&o));
 
+    // A name that would leave the models folder.
+    let o = import("../escape", "a,b,c", &w);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--name may use"), "{}", text(&o));
+    assert!(!data.path().join("escape").exists());
+
     // A changed byte in the stored weights: verify fails and says which pack.
     let stored = data.path().join("models/cxr/model.safetensors");
     let mut bytes = std::fs::read(&stored).unwrap();
