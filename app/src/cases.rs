@@ -24,6 +24,9 @@ pub struct CaseDto {
     pub body_part: String,
     #[cfg_attr(feature = "ssr", schema(value_type = String, example = "urgent"))]
     pub urgency: Urgency,
+    /// The highest urgency among the models' findings (a suggestion).
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, example = "stat"))]
+    pub ai_urgency: Option<Urgency>,
     pub history: String,
     #[cfg_attr(feature = "ssr", schema(value_type = String, example = "open"))]
     pub status: CaseStatus,
@@ -208,6 +211,12 @@ pub mod ssr {
             sex: m.sex.parse().map_err(|_| bad_row("sex"))?,
             modality: m.modality.parse().map_err(|_| bad_row("modality"))?,
             urgency: m.urgency.parse().map_err(|_| bad_row("urgency"))?,
+            ai_urgency: m
+                .ai_urgency
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| bad_row("ai_urgency"))?,
             status: m.status.parse().map_err(|_| bad_row("status"))?,
             age: m.age.and_then(|a| u8::try_from(a).ok()),
             patient_ref: m.patient_ref,
@@ -305,6 +314,7 @@ pub mod ssr {
             body_part: Set(n.body_part.as_str().to_owned()),
             urgency: Set(n.urgency.as_str().to_owned()),
             urgency_rank: Set(n.urgency.rank()),
+            ai_urgency: Set(None),
             history: Set(n.history.as_str().to_owned()),
             status: Set(CaseStatus::Open.as_str().to_owned()),
             created_at: Set(t),
@@ -585,7 +595,7 @@ pub mod ssr {
         }
         if let Some(v) = urgency {
             am.urgency = Set(v.as_str().to_owned());
-            am.urgency_rank = Set(v.rank());
+            am.urgency_rank = Set(Urgency::effective_rank(v, before.ai_urgency));
         }
         if let Some(v) = history {
             am.history = Set(v.as_str().to_owned());
@@ -824,6 +834,15 @@ fn urgency_badge(u: Urgency) -> impl IntoView {
     view! { <span class=format!("badge urgency-{}", u.as_str())>{u.label()}</span> }
 }
 
+/// The models' urgency, marked as theirs.
+fn ai_badge(u: Option<Urgency>) -> impl IntoView {
+    u.filter(|u| *u != Urgency::Routine).map(|u| view! {
+        <span class=format!("badge ai urgency-{}", u.as_str()) title="Suggested by the AI triage; a person decides">
+            "AI: "{u.label()}
+        </span>
+    })
+}
+
 #[component]
 pub fn CaseListPage() -> impl IntoView {
     let query = use_query_map();
@@ -888,7 +907,7 @@ pub fn CaseListPage() -> impl IntoView {
                                 <tbody>
                                 {page.items.into_iter().map(|c| view! {
                                     <tr>
-                                        <td>{urgency_badge(c.urgency)}</td>
+                                        <td>{urgency_badge(c.urgency)}" "{ai_badge(c.ai_urgency)}</td>
                                         <td><A href=format!("/cases/{}", c.id)>{c.patient_ref.clone()}</A></td>
                                         <td>{c.age.map(|a| a.to_string()).unwrap_or_else(|| "?".into())}" / "{c.sex.as_str()}</td>
                                         <td>{c.modality.as_str()}</td>
@@ -1043,7 +1062,7 @@ pub fn CaseDetailPage() -> impl IntoView {
                     view! {
                         <section class="card">
                             <div class="row spread">
-                                <h1>{urgency_badge(c.urgency)} " " {c.patient_ref.clone()}</h1>
+                                <h1>{urgency_badge(c.urgency)} " " {ai_badge(c.ai_urgency)} " " {c.patient_ref.clone()}</h1>
                                 <div class="row">
                                     <A href=format!("/cases/{}/edit", c.id) attr:class="button">"Edit"</A>
                                     {d.can_manage.then(|| view! {
@@ -1103,6 +1122,7 @@ pub fn CaseDetailPage() -> impl IntoView {
                                 }
                             })}
                         </section>
+                        <crate::pipeline::AnalysisPanel case_id=c.id/>
                         <crate::images::ImagesPanel case_id=c.id can_upload=!closed/>
                     }.into_any()
                 }

@@ -304,6 +304,7 @@ closed_enum!(
     /// Reading priority.
     Urgency, "urgency", {
         Routine => "routine", "Routine";
+        Priority => "priority", "Priority";
         Urgent => "urgent", "Urgent";
         Stat => "stat", "STAT";
     }
@@ -318,12 +319,18 @@ closed_enum!(
 );
 
 impl Urgency {
+    /// The worklist's sort key: the higher of the human and the AI urgency.
+    pub fn effective_rank(human: Urgency, ai: Option<Urgency>) -> i16 {
+        human.rank().max(ai.map_or(0, Urgency::rank))
+    }
+
     /// Sort key: higher is more urgent.
     pub fn rank(self) -> i16 {
         match self {
             Urgency::Routine => 0,
-            Urgency::Urgent => 1,
-            Urgency::Stat => 2,
+            Urgency::Priority => 1,
+            Urgency::Urgent => 2,
+            Urgency::Stat => 3,
         }
     }
 }
@@ -383,7 +390,11 @@ mod tests {
         assert_eq!(Modality::parse("Other").unwrap(), Modality::Other);
         let e = Urgency::parse("asap").unwrap_err();
         assert_eq!(e.field, "urgency");
-        assert!(e.message.contains("routine, urgent, stat"), "{}", e.message);
+        assert!(
+            e.message.contains("routine, priority, urgent, stat"),
+            "{}",
+            e.message
+        );
         assert!(Sex::parse("X").is_err());
     }
 

@@ -99,6 +99,10 @@ pub struct UploadOutcome {
     pub accepted: u64,
     pub rejected: Vec<RejectedDto>,
     pub studies: Vec<UploadedStudy>,
+    /// The batch the upload became; its page follows the analysis.
+    pub batch_id: Option<Uuid>,
+    /// One analysis job per study, queued with the upload.
+    pub jobs: Vec<Uuid>,
 }
 
 #[cfg(feature = "ssr")]
@@ -153,6 +157,7 @@ pub mod ssr {
         case_id: Uuid,
         files: Vec<NewInstance>,
         mut rejected: Vec<RejectedDto>,
+        enqueue: &crate::pipeline::ssr::Enqueue<'_>,
     ) -> Result<UploadOutcome, AppError> {
         let txn = write_txn(db).await?;
         let case = find_visible(&txn, actor, case_id).await?;
@@ -280,6 +285,18 @@ pub mod ssr {
             });
         }
         outcome.rejected = rejected;
+        let study_ids: Vec<Uuid> = outcome.studies.iter().map(|s| s.id).collect();
+        let (batch_id, jobs) = crate::pipeline::ssr::enqueue_batch(
+            &txn,
+            actor,
+            case.id,
+            &study_ids,
+            &outcome.rejected,
+            enqueue,
+        )
+        .await?;
+        outcome.batch_id = Some(batch_id);
+        outcome.jobs = jobs;
         append(
             &txn,
             Entry::by(actor, "images.upload", "case", case.id).details(serde_json::json!({

@@ -11,6 +11,7 @@ pub mod cases;
 pub mod domain;
 pub mod error;
 pub mod images;
+pub mod pipeline;
 pub mod ui;
 
 #[cfg(feature = "ssr")]
@@ -61,6 +62,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/cases/new") view=cases::NewCasePage/>
                     <Route path=path!("/cases/:id") view=cases::CaseDetailPage ssr=SsrMode::Async/>
                     <Route path=path!("/cases/:id/edit") view=cases::EditCasePage ssr=SsrMode::Async/>
+                    <Route path=path!("/batches/:id") view=pipeline::BatchPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/users") view=admin::AdminUsersPage/>
                 </Routes>
             </main>

@@ -12,9 +12,13 @@ pub struct Model {
     pub sex: String,
     pub modality: String,
     pub body_part: String,
+    /// The urgency a person set.
     pub urgency: String,
-    /// 0 routine, 1 urgent, 2 stat: lets the worklist sort by urgency in SQL.
+    /// The higher of the human and the AI urgency (0 routine, 1 priority,
+    /// 2 urgent, 3 stat): the worklist sorts by it in SQL.
     pub urgency_rank: i16,
+    /// The highest urgency of the models' findings, once any model ran.
+    pub ai_urgency: Option<String>,
     pub history: String,
     pub status: String,
     pub created_at: DateTimeUtc,

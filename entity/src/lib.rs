@@ -6,10 +6,15 @@
 //! the database surfaces as an error instead of a silently wrong enum.
 
 pub mod api_token;
+pub mod artefact;
 pub mod audit_log;
+pub mod batch;
 pub mod case;
 pub mod case_member;
+pub mod finding;
 pub mod instance;
+pub mod job;
+pub mod job_stage;
 pub mod organization;
 pub mod series;
 pub mod study;

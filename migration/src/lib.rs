@@ -8,6 +8,7 @@ mod m20261123_000001_accounts;
 mod m20261123_000002_cases;
 mod m20261123_000003_audit;
 mod m20261124_000004_imaging;
+mod m20261124_000005_pipeline;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_cases::Migration),
             Box::new(m20261123_000003_audit::Migration),
             Box::new(m20261124_000004_imaging::Migration),
+            Box::new(m20261124_000005_pipeline::Migration),
         ]
     }
 }

@@ -93,6 +93,21 @@ impl Blobs {
         Ok(())
     }
 
+    /// Stores small bytes (an artefact) under their hash unless there.
+    pub async fn put_bytes(
+        &self,
+        org: Uuid,
+        sha256: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), BlobError> {
+        let key = Self::key(org, sha256);
+        if self.store.head(&key).await.is_ok() {
+            return Ok(());
+        }
+        self.store.put(&key, bytes.into()).await?;
+        Ok(())
+    }
+
     pub async fn get(&self, org: Uuid, sha256: &str) -> Result<bytes::Bytes, BlobError> {
         Ok(self
             .store

@@ -25,8 +25,16 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the web server (the default).
+    /// Run the web server (the default), with embedded analysis workers
+    /// unless `embedded_workers` is off.
     Serve,
+    /// Run analysis workers only (any number of these processes may share
+    /// one PostgreSQL database).
+    Worker {
+        /// Jobs this process runs at once (default: `worker_concurrency`).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Organisations (tenants).
@@ -57,6 +65,10 @@ pub enum Command {
         /// the audit log.
         #[arg(long)]
         email: String,
+        /// Stay until every study is analysed (running workers in this
+        /// process), with a progress bar.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -202,10 +214,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Models(cmd) => crate::models::command(&settings, cmd),
-        Command::Import { paths, case, email } => {
+        Command::Import {
+            paths,
+            case,
+            email,
+            wait,
+        } => {
             let db = crate::db::connect(&settings).await?;
             crate::db::migrate(&db).await?;
-            import(&settings, &db.conn, paths, case, &email).await
+            import(&settings, &db.conn, paths, case, &email, wait).await
+        }
+        Command::Worker { concurrency } => {
+            let mut settings = settings;
+            if let Some(c) = concurrency {
+                settings.worker_concurrency = c.max(1);
+            }
+            let db = crate::db::connect(&settings).await?;
+            crate::db::migrate(&db).await?;
+            worker(&settings, db.conn).await
         }
         other => {
             let db = crate::db::connect(&settings).await?;
@@ -277,6 +303,7 @@ async fn import(
     paths: Vec<PathBuf>,
     case: uuid::Uuid,
     email: &str,
+    wait: bool,
 ) -> anyhow::Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     let u = admin::find_user(db, email).await.map_err(cli_err)?;
@@ -298,13 +325,9 @@ async fn import(
             .unwrap_or_else(|| p.display().to_string());
         sources.push(imaging::Source { name, path: p });
     }
-    let img = crate::images::Imaging {
-        blobs: crate::blobs::Blobs::open(&settings.data_dir, settings.storage_url.as_deref())?,
-        ingest: settings.ingest_config()?,
-        max_upload_bytes: u64::MAX,
-        tmp_dir: settings.data_dir.join("tmp"),
-        cache_dir: settings.data_dir.join("cache"),
-    };
+    let hub = std::sync::Arc::new(crate::pipeline::events::Hub::default());
+    let mut img = crate::images::Imaging::new(settings, hub.clone())?;
+    img.max_upload_bytes = u64::MAX;
     std::fs::create_dir_all(&img.tmp_dir)?;
     let work = tempfile::Builder::new()
         .prefix("import-")
@@ -324,6 +347,7 @@ async fn import(
         sources,
         work.path().join("out"),
         Some(&bar),
+        "import",
     )
     .await
     .map_err(cli_err)?;
@@ -350,6 +374,84 @@ async fn import(
     if outcome.accepted == 0 {
         bail!("nothing was imported");
     }
+    match outcome.batch_id {
+        Some(batch) if wait => {
+            let svc = std::sync::Arc::new(crate::pipeline::Services::new(
+                db.clone(),
+                img.blobs.clone(),
+                settings,
+                hub,
+            ));
+            let workers = crate::pipeline::Workers::start(svc);
+            let r = follow_batch(db, &actor, batch).await;
+            workers.shutdown().await;
+            r
+        }
+        Some(batch) => {
+            println!("batch {batch}: analysis queued");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// A progress bar over a batch's jobs until none is queued or running.
+async fn follow_batch(
+    db: &sea_orm::DatabaseConnection,
+    actor: &app::ssr::Actor,
+    batch: uuid::Uuid,
+) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let first = app::pipeline::ssr::batch(db, actor, batch)
+        .await
+        .map_err(cli_err)?;
+    let bar = ProgressBar::new(first.jobs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("analysing {bar:40} {pos}/{len} studies {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let b = loop {
+        let b = app::pipeline::ssr::batch(db, actor, batch)
+            .await
+            .map_err(cli_err)?;
+        let c = &b.counts;
+        bar.set_position(u64::from(c.completed + c.failed + c.cancelled));
+        bar.set_message(match b.eta_seconds {
+            Some(s) => format!("(about {s} s left)"),
+            None => String::new(),
+        });
+        if c.done() {
+            break b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    bar.finish_and_clear();
+    for j in &b.jobs {
+        let study = j.study_id.map(|s| s.to_string()).unwrap_or_default();
+        match (j.state.as_str(), &j.error, &j.note) {
+            ("failed", Some(e), _) => println!("  study {study}: failed in {}: {e}", j.stage),
+            (_, _, Some(n)) => println!("  study {study}: {} ({n})", j.state),
+            _ => println!("  study {study}: {}", j.state),
+        }
+    }
+    if b.counts.failed > 0 {
+        bail!("{} of {} studies failed", b.counts.failed, b.jobs.len());
+    }
+    Ok(())
+}
+
+/// `medvision worker`: workers without the web server, until SIGTERM.
+async fn worker(settings: &Settings, db: sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+    let hub = std::sync::Arc::new(crate::pipeline::events::Hub::default());
+    let blobs = crate::blobs::Blobs::open(&settings.data_dir, settings.storage_url.as_deref())?;
+    let svc = std::sync::Arc::new(crate::pipeline::Services::new(db, blobs, settings, hub));
+    let workers = crate::pipeline::Workers::start(svc);
+    println!(
+        "worker {} running {} job(s) at a time",
+        workers.id, settings.worker_concurrency
+    );
+    crate::shutdown_signal().await;
+    workers.shutdown().await;
     Ok(())
 }
 
@@ -438,7 +540,11 @@ async fn admin_command(db: &sea_orm::DatabaseConnection, cmd: Command) -> anyhow
                 Some(b) => bail!("audit chain broken at row {}: {}", b.seq, b.reason),
             }
         }
-        Command::Serve | Command::Migrate | Command::Import { .. } | Command::Models(_) => {
+        Command::Serve
+        | Command::Migrate
+        | Command::Import { .. }
+        | Command::Models(_)
+        | Command::Worker { .. } => {
             unreachable!("handled in run")
         }
     }

@@ -37,6 +37,27 @@ pub struct Imaging {
     pub tmp_dir: PathBuf,
     /// Rendered previews and local copies of blobs, safe to delete.
     pub cache_dir: PathBuf,
+    /// Attempts each analysis job gets.
+    pub job_attempts: i32,
+    /// Woken when an upload queues jobs.
+    pub hub: Arc<crate::pipeline::events::Hub>,
+}
+
+impl Imaging {
+    pub fn new(
+        settings: &crate::settings::Settings,
+        hub: Arc<crate::pipeline::events::Hub>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            blobs: Blobs::open(&settings.data_dir, settings.storage_url.as_deref())?,
+            ingest: settings.ingest_config()?,
+            max_upload_bytes: settings.max_upload_bytes,
+            tmp_dir: settings.data_dir.join("tmp"),
+            cache_dir: settings.data_dir.join("cache"),
+            job_attempts: settings.job_attempts,
+            hub,
+        })
+    }
 }
 
 pub fn router() -> Router<AppState> {
@@ -160,7 +181,10 @@ async fn upload(
             "No files: send one or more parts named \"file\".".into(),
         ));
     }
-    let outcome = ingest_and_record(&state.db, &img, &actor, case_id, sources, out, None).await?;
+    let outcome = ingest_and_record(
+        &state.db, &img, &actor, case_id, sources, out, None, "upload",
+    )
+    .await?;
     drop(work);
     let status = if outcome.accepted > 0 {
         StatusCode::CREATED
@@ -180,6 +204,7 @@ pub async fn ingest_and_record(
     sources: Vec<Source>,
     out: PathBuf,
     progress: Option<&indicatif::ProgressBar>,
+    source: &str,
 ) -> Result<UploadOutcome, AppError> {
     let mut cfg = img.ingest.clone();
     // Each organisation de-identifies with its own key, so the same patient
@@ -207,7 +232,7 @@ pub async fn ingest_and_record(
             .map_err(storage)?;
     }
     let files = report.accepted.iter().map(new_instance).collect();
-    let rejected = report
+    let rejected: Vec<RejectedDto> = report
         .rejected
         .into_iter()
         .map(|r| RejectedDto {
@@ -215,7 +240,14 @@ pub async fn ingest_and_record(
             reason: r.reason,
         })
         .collect();
-    images::record_upload(db, actor, case_id, files, rejected).await
+    let enqueue = app::pipeline::ssr::Enqueue {
+        source,
+        files: report.accepted.len() + rejected.len(),
+        max_attempts: img.job_attempts,
+    };
+    let outcome = images::record_upload(db, actor, case_id, files, rejected, &enqueue).await?;
+    img.hub.poke();
+    Ok(outcome)
 }
 
 fn kind_str(k: InstanceKind) -> &'static str {

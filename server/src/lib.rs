@@ -9,6 +9,7 @@ pub mod db;
 pub mod images;
 pub mod middleware;
 pub mod models;
+pub mod pipeline;
 pub mod settings;
 
 use app::error::AppError;
@@ -38,6 +39,8 @@ pub struct Application {
     router: Router,
     pub state: AppState,
     pub imaging: Arc<images::Imaging>,
+    pub pipeline: Arc<pipeline::Services>,
+    embedded_workers: bool,
     pub addr: SocketAddr,
     pub url: String,
     sessions: db::DbSessionStore,
@@ -75,20 +78,24 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         leptos_options: leptos_options(&settings, addr),
         auth: Arc::new(auth),
     };
-    let imaging = Arc::new(images::Imaging {
-        blobs: blobs::Blobs::open(&settings.data_dir, settings.storage_url.as_deref())?,
-        ingest: settings.ingest_config()?,
-        max_upload_bytes: settings.max_upload_bytes,
-        tmp_dir: settings.data_dir.join("tmp"),
-        cache_dir: settings.data_dir.join("cache"),
-    });
+    let hub = Arc::new(pipeline::events::Hub::default());
+    let imaging = Arc::new(images::Imaging::new(&settings, hub.clone())?);
+    let pipeline = Arc::new(pipeline::Services::new(
+        database.conn.clone(),
+        imaging.blobs.clone(),
+        &settings,
+        hub.clone(),
+    ));
     let router = router(&settings, state.clone(), database.sessions.clone())
-        .layer(axum::Extension(imaging.clone()));
+        .layer(axum::Extension(imaging.clone()))
+        .layer(axum::Extension(hub));
     Ok(Application {
         listener,
         router,
         state,
         imaging,
+        pipeline,
+        embedded_workers: settings.embedded_workers,
         addr,
         url,
         sessions: database.sessions,
@@ -196,20 +203,37 @@ impl Application {
                 auth.retain_recent();
             }
         });
+        let watcher = tokio::spawn(self.pipeline.hub.clone().watch(
+            self.state.db.clone(),
+            Duration::from_millis(self.pipeline.cfg.poll_ms),
+        ));
+        let workers = self
+            .embedded_workers
+            .then(|| pipeline::Workers::start(self.pipeline.clone()));
         let r = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown({
+            let hub = self.pipeline.hub.clone();
+            async move {
+                shutdown.await;
+                hub.close();
+            }
+        })
         .await;
         cleanup.abort();
         limiter_gc.abort();
+        watcher.abort();
+        if let Some(w) = workers {
+            w.shutdown().await;
+        }
         r
     }
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -70,6 +70,34 @@ pub struct Settings {
     pub burned_in: String,
     /// Folder of model packs (`MEDVISION_MODELS_DIR`); default `<data_dir>/models`.
     pub models_dir: Option<PathBuf>,
+    /// `serve` also runs analysis workers in its own process
+    /// (`MEDVISION_EMBEDDED_WORKERS=false` when `medvision worker` runs apart).
+    pub embedded_workers: bool,
+    /// Jobs one process works on at once.
+    pub worker_concurrency: usize,
+    /// Attempts per job before it is failed for good (the dead-letter list).
+    pub job_attempts: i32,
+    /// First retry delay, ms; each further retry multiplies it, up to the cap.
+    pub job_retry_initial_ms: u64,
+    pub job_retry_multiplier: f64,
+    pub job_retry_cap_ms: u64,
+    /// A worker's hold on a job; renewed by heartbeats every third of it. A
+    /// job whose worker died is picked up again this long after.
+    pub job_lease_secs: u64,
+    /// How often idle workers and the live-progress watcher look for work.
+    pub job_poll_ms: u64,
+    /// Classifier micro-batching across jobs: at most this many images…
+    pub inference_batch_max: usize,
+    /// …waiting at most this long (ms) after the first for the others.
+    pub inference_batch_wait_ms: u64,
+    /// Fault injection for the crash tests only: pause every stage this many
+    /// ms between its work and its commit. Leave 0.
+    pub job_stage_delay_ms: u64,
+    /// Consecutive failures of an outside service (LLM, PubMed, Qdrant
+    /// server) that open its circuit breaker…
+    pub breaker_failures: u32,
+    /// …and how long it stays open before one trial call.
+    pub breaker_open_secs: u64,
 }
 
 impl Default for Settings {
@@ -100,6 +128,19 @@ impl Default for Settings {
             deid_keep_private_tags: false,
             burned_in: "refuse".into(),
             models_dir: None,
+            embedded_workers: true,
+            worker_concurrency: 2,
+            job_attempts: 3,
+            job_retry_initial_ms: 1_000,
+            job_retry_multiplier: 2.0,
+            job_retry_cap_ms: 60_000,
+            job_lease_secs: 30,
+            job_poll_ms: 250,
+            inference_batch_max: 8,
+            inference_batch_wait_ms: 5,
+            job_stage_delay_ms: 0,
+            breaker_failures: 5,
+            breaker_open_secs: 30,
         }
     }
 }

@@ -500,7 +500,9 @@ fn round4(v: f64) -> f64 {
     (v * 1e4).round() / 1e4
 }
 
-fn write_pack(dir: &Path, varmap: &VarMap, mut manifest: Manifest) -> Result<ModelPack> {
+/// Writes a pack folder (manifest + weights) atomically: also how tests make
+/// small packs of their own.
+pub fn write_pack(dir: &Path, varmap: &VarMap, mut manifest: Manifest) -> Result<ModelPack> {
     // Written to a sibling folder and renamed, so an interrupted run never
     // leaves a pack whose manifest and weights disagree.
     let tmp = dir.with_extension("partial");

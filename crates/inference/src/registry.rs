@@ -54,6 +54,16 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry without packs (the models folder could not be read).
+    pub fn empty(device: Device) -> Self {
+        Self {
+            packs: Vec::new(),
+            broken: Vec::new(),
+            loaded: Mutex::new(HashMap::new()),
+            device,
+        }
+    }
+
     /// Every immediate sub-folder of `dir` with a `model.toml`. A pack that
     /// does not parse is reported in [`Registry::broken`], not fatal: one
     /// bad download must not take every other model offline.

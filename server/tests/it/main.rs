@@ -11,4 +11,5 @@ mod cli;
 mod helpers;
 mod images;
 mod models;
+mod pipeline;
 mod security;

@@ -144,7 +144,11 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.text().await.unwrap().contains("routine, urgent, stat"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("routine, priority, urgent, stat"));
     let mut many = check(good.clone(), "modality", json!("XR"));
     many["sex"] = json!("Q");
     many["age"] = json!(400);

@@ -1,0 +1,98 @@
+//! Micro-batching of classifier inference across jobs: requests from any
+//! number of jobs queue up, and one thread per model runs them as batches of
+//! up to `max` images, waiting at most `wait` after the first for company.
+//! On a GPU a batch of 16 costs little more than one image; on the CPU it
+//! still saves per-call overhead.
+
+use inference::preprocess::Plane;
+use inference::registry::{LabelScore, LoadedModel};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// An image for the classifier: modality values, row-major.
+pub struct Image {
+    pub values: Vec<f32>,
+    pub width: usize,
+    pub height: usize,
+}
+
+struct Request {
+    image: Arc<Image>,
+    reply: oneshot::Sender<Result<Vec<LabelScore>, String>>,
+}
+
+pub struct Batcher {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Batcher {
+    pub fn spawn(model: Arc<LoadedModel>, max: usize, wait: Duration) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Request>();
+        let name = format!("batcher-{}", model.pack.manifest.name);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run(model, rx, max.max(1), wait))?;
+        Ok(Self { tx })
+    }
+
+    /// Scores one image; resolves when its batch has run.
+    pub async fn classify(&self, image: Arc<Image>) -> Result<Vec<LabelScore>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request { image, reply })
+            .map_err(|_| "the inference thread stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "the inference thread stopped".to_owned())?
+    }
+}
+
+fn run(model: Arc<LoadedModel>, rx: mpsc::Receiver<Request>, max: usize, wait: Duration) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + wait;
+        while batch.len() < max {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let planes: Vec<Plane> = batch
+            .iter()
+            .map(|r| Plane {
+                values: &r.image.values,
+                width: r.image.width,
+                height: r.image.height,
+            })
+            .collect();
+        match model.classify(&planes) {
+            Ok(scores) => {
+                for (r, s) in batch.into_iter().zip(scores) {
+                    let _ = r.reply.send(Ok(s));
+                }
+            }
+            // One bad image must not fail its neighbours: run them alone.
+            Err(_) if batch.len() > 1 => {
+                for r in batch {
+                    let plane = Plane {
+                        values: &r.image.values,
+                        width: r.image.width,
+                        height: r.image.height,
+                    };
+                    let out = model
+                        .classify(std::slice::from_ref(&plane))
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut v| v.pop().ok_or_else(|| "no scores".to_owned()));
+                    let _ = r.reply.send(out);
+                }
+            }
+            Err(e) => {
+                for r in batch {
+                    let _ = r.reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
