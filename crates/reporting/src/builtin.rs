@@ -34,7 +34,10 @@ fn capitalise(s: &str) -> String {
 /// so the writer only ever cites what it chose to cite.
 fn plain(text: &str) -> String {
     let (t, _, _) = clean_citations(text, &BTreeSet::new());
-    t.replace(['[', ']'], "").split_whitespace().collect::<Vec<_>>().join(" ")
+    t.replace(['[', ']'], "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn p2(x: f32) -> String {
@@ -95,9 +98,7 @@ fn first_sentence(text: &str, n: usize) -> String {
     let t = plain(text);
     let end = t
         .char_indices()
-        .find(|&(i, c)| {
-            c == '.' && t[i + 1..].chars().next().is_none_or(char::is_whitespace)
-        })
+        .find(|&(i, c)| c == '.' && t[i + 1..].chars().next().is_none_or(char::is_whitespace))
         .map_or(t.len(), |(i, _)| i + 1);
     let s = &t[..end];
     match s.char_indices().nth(n) {
@@ -237,7 +238,9 @@ pub fn builtin_report(ctx: &CaseContext, findings: &[Finding], passages: &[Passa
     if pos.is_empty() {
         rec.push("None from the models.".into());
     } else if rec.is_empty() {
-        rec.push("No guideline passage was retrieved for these findings; follow local protocols.".into());
+        rec.push(
+            "No guideline passage was retrieved for these findings; follow local protocols.".into(),
+        );
     }
     rec.push("Correlate with the clinical findings and prior imaging.".into());
 
@@ -251,7 +254,11 @@ pub fn builtin_report(ctx: &CaseContext, findings: &[Finding], passages: &[Passa
 }
 
 /// The built-in plain-language explanation for the referring doctor.
-pub fn builtin_explanation(ctx: &CaseContext, findings: &[Finding], passages: &[Passage]) -> String {
+pub fn builtin_explanation(
+    ctx: &CaseContext,
+    findings: &[Finding],
+    passages: &[Passage],
+) -> String {
     let mut s = vec![
         "This summary was produced by image-analysis software to support, not replace, the radiologist's reading.".to_string(),
     ];

@@ -170,8 +170,7 @@ pub async fn draft_with(
     }
     let transient_failure = llm_errors.iter().any(LlmError::is_transient);
 
-    let (sections, writer, verification, model, prompt_version, builtin_version) = match llm_draft
-    {
+    let (sections, writer, verification, model, prompt_version, builtin_version) = match llm_draft {
         Some((s, v, m)) => (
             s,
             Writer::Llm,
@@ -272,7 +271,11 @@ pub async fn draft_with(
         builtin_version,
         finding_models,
         demo: ctx.uses_demo_model(),
-        fallback: if writer == Writer::Llm { None } else { fallback },
+        fallback: if writer == Writer::Llm {
+            None
+        } else {
+            fallback
+        },
         explanation,
         llm_errors,
     }

@@ -2,9 +2,12 @@
 //! a circuit breaker can count.
 //!
 //! The client makes exactly one HTTP request per call and never retries: retries,
-//! backoff and the circuit breaker belong to the pipeline. A 429 is reported as
-//! [`LlmError::RateLimited`]; async-openai 0.43 does not expose response headers
-//! on errors, so `Retry-After` is not read and the breaker's own backoff governs.
+//! backoff and the circuit breaker belong to the pipeline. async-openai 0.43's
+//! default transport retries 429, 5xx and connect errors three times (honouring
+//! `Retry-After`); the client replaces it with the plain `ReqwestService`, so a
+//! failure reaches the breaker at once. A 429 is reported as
+//! [`LlmError::RateLimited`]; async-openai does not expose response headers on
+//! errors, so `Retry-After` is not read and the breaker's own backoff governs.
 
 use std::time::Duration;
 
@@ -300,7 +303,9 @@ impl LlmClient {
         };
         let endpoint = Endpoint { base, key, has_key };
         Ok(Self {
-            client: async_openai::Client::build(http, endpoint),
+            // No retry layer: one call, one request (see the module docs).
+            client: async_openai::Client::build(http.clone(), endpoint)
+                .with_http_service(async_openai::middleware::ReqwestService::new(http)),
             config,
         })
     }

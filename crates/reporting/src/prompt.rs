@@ -158,7 +158,9 @@ pub fn render_passages(passages: &[Passage]) -> String {
                 "[{n}] id [{id}] ({source}, {year}) {title}\n    \"\"\"{text}\"\"\"",
                 n = i + 1,
                 id = p.id,
-                year = p.year.map_or_else(|| "year unknown".into(), |y| y.to_string()),
+                year = p
+                    .year
+                    .map_or_else(|| "year unknown".into(), |y| y.to_string()),
                 title = p.title.trim(),
                 text = truncate_chars(p.text.trim(), PASSAGE_CHARS).replace("\"\"\"", "\""),
             )
@@ -167,7 +169,12 @@ pub fn render_passages(passages: &[Passage]) -> String {
         .join("\n")
 }
 
-fn prompt_from(template: &str, ctx: &CaseContext, findings: &[Finding], passages: &[Passage]) -> ChatPrompt {
+fn prompt_from(
+    template: &str,
+    ctx: &CaseContext,
+    findings: &[Finding],
+    passages: &[Passage],
+) -> ChatPrompt {
     let (system, user) = split_template(template);
     let case = render_case(ctx);
     let f = render_findings(findings);

@@ -78,7 +78,12 @@ const LEXICON: &[Entry] = &[
     },
     // Head CT haemorrhage (RSNA ICH labels).
     Entry {
-        keys: &["any", "ich", "intracranial haemorrhage", "intracranial hemorrhage"],
+        keys: &[
+            "any",
+            "ich",
+            "intracranial haemorrhage",
+            "intracranial hemorrhage",
+        ],
         terms: &[
             "intracranial haemorrhage",
             "intracranial hemorrhage",
@@ -454,21 +459,33 @@ mod tests {
         );
         assert_eq!(neg("Without pleural effusion.", "Effusion"), vec![true]);
         assert_eq!(
-            neg("Pneumothorax: not suggested by the model (p = 0.12, threshold 0.50).", "Pneumothorax"),
+            neg(
+                "Pneumothorax: not suggested by the model (p = 0.12, threshold 0.50).",
+                "Pneumothorax"
+            ),
             vec![true]
         );
         assert_eq!(neg("Pneumothorax is not seen.", "Pneumothorax"), vec![true]);
         assert_eq!(
-            neg("No focal consolidation, effusion or pneumothorax.", "Pneumothorax"),
+            neg(
+                "No focal consolidation, effusion or pneumothorax.",
+                "Pneumothorax"
+            ),
             vec![true]
         );
-        assert_eq!(neg("Non-enhancing tumour only.", "enhancing tumour"), vec![true]);
+        assert_eq!(
+            neg("Non-enhancing tumour only.", "enhancing tumour"),
+            vec![true]
+        );
     }
 
     #[test]
     fn affirmations_are_not_negated() {
         assert_eq!(neg("There is a pneumothorax.", "Pneumothorax"), vec![false]);
-        assert_eq!(neg("Small left pleural effusions.", "Effusion"), vec![false]);
+        assert_eq!(
+            neg("Small left pleural effusions.", "Effusion"),
+            vec![false]
+        );
         assert_eq!(
             neg("Enlarged cardiac silhouette, p = 0.81.", "Cardiomegaly"),
             vec![false]
@@ -482,11 +499,17 @@ mod tests {
     #[test]
     fn scope_ends_at_conjunctions_and_sentences() {
         assert_eq!(
-            neg("No consolidation, but there is a small pneumothorax.", "Pneumothorax"),
+            neg(
+                "No consolidation, but there is a small pneumothorax.",
+                "Pneumothorax"
+            ),
             vec![false]
         );
         assert_eq!(
-            neg("No consolidation. Pneumothorax on the right.", "Pneumothorax"),
+            neg(
+                "No consolidation. Pneumothorax on the right.",
+                "Pneumothorax"
+            ),
             vec![false]
         );
         // Window: a trigger far before the term does not reach it.
@@ -509,8 +532,14 @@ mod tests {
             neg("Pneumothorax cannot be excluded.", "Pneumothorax"),
             vec![false]
         );
-        assert_eq!(neg("Pneumothorax not ruled out.", "Pneumothorax"), vec![false]);
-        assert_eq!(neg("Pneumothorax is not excluded.", "Pneumothorax"), vec![false]);
+        assert_eq!(
+            neg("Pneumothorax not ruled out.", "Pneumothorax"),
+            vec![false]
+        );
+        assert_eq!(
+            neg("Pneumothorax is not excluded.", "Pneumothorax"),
+            vec![false]
+        );
         // "non-" reaches only the word it is glued to.
         assert_eq!(
             neg("Non-contrast CT: subdural haematoma.", "subdural"),

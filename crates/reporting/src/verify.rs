@@ -72,7 +72,8 @@ fn citation_like(part: &str) -> bool {
         "pmid", "gl:", "gl ", "doi", "pmc", "ref", "source", "passage", "citation", "cite", "http",
     ];
     PREFIXES.iter().any(|x| p.starts_with(x))
-        || p.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b' ')
+        || p.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-' || b == b' ')
 }
 
 /// Removes citations that are malformed or not in `known`; returns the cleaned
@@ -174,10 +175,7 @@ fn remove_bare_pmids(text: &str) -> (String, Vec<String>) {
 
 /// Ids of the passages retrieval returned.
 pub fn known_ids(passages: &[Passage]) -> BTreeSet<String> {
-    passages
-        .iter()
-        .filter_map(|p| canonical(&p.id))
-        .collect()
+    passages.iter().filter_map(|p| canonical(&p.id)).collect()
 }
 
 /// Ids cited in `text`, in order of first appearance, without duplicates.

@@ -12,12 +12,28 @@ use reporting::{
 use crate::fixtures::{chest_case, chest_findings, passages};
 
 const CHEST: &[&str] = &[
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
     "Hernia",
 ];
 const ICH: &[&str] = &[
-    "any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural",
+    "any",
+    "epidural",
+    "intraparenchymal",
+    "intraventricular",
+    "subarachnoid",
+    "subdural",
 ];
 const BRATS: &[&str] = &["whole tumour", "tumour core", "enhancing tumour"];
 
@@ -27,7 +43,12 @@ fn random_case(rng: &mut StdRng) -> (CaseContext, Vec<Finding>, Vec<Passage>) {
         1 => (ICH, "CT", "head", "ich-effnet-b0"),
         _ => (BRATS, "MR", "brain", "segresnet-brats"),
     };
-    let version = format!("{}.{}.{}", rng.gen_range(0..3), rng.gen_range(0..10), rng.gen_range(0..10));
+    let version = format!(
+        "{}.{}.{}",
+        rng.gen_range(0..3),
+        rng.gen_range(0..10),
+        rng.gen_range(0..10)
+    );
     let mut chosen: Vec<&str> = labels.to_vec();
     chosen.shuffle(rng);
     chosen.truncate(rng.gen_range(0..=labels.len()));
@@ -154,10 +175,19 @@ fn builtin_output_is_deterministic_bytes() {
 
 #[tokio::test]
 async fn builtin_report_reads_like_a_careful_draft() {
-    let r = draft(&chest_case(), &chest_findings(), &passages(), &Drafter::builtin()).await;
+    let r = draft(
+        &chest_case(),
+        &chest_findings(),
+        &passages(),
+        &Drafter::builtin(),
+    )
+    .await;
     assert_eq!(r.writer, Writer::Builtin);
     let s = &r.sections;
-    assert_eq!(s.clinical_information, "67-year-old female. History: Dyspnoea for two weeks.");
+    assert_eq!(
+        s.clinical_information,
+        "67-year-old female. History: Dyspnoea for two weeks."
+    );
     assert!(s.technique.starts_with("DX of the chest."));
     assert!(s.technique.contains("chexnet-demo 0.3.1"));
     assert!(s.technique.contains(DEMO_NOTICE));
@@ -171,8 +201,12 @@ async fn builtin_report_reads_like_a_careful_draft() {
     assert!(s.impression.starts_with(
         "AI-suggested for radiologist review: pleural effusion (p = 0.82), cardiomegaly (p = 0.71)."
     ));
-    assert!(s.impression.contains("Sources on pleural effusion: [GL:pleural-effusion-2023]."));
-    assert!(s.impression.contains("Sources on cardiomegaly: [PMID:12345678]."));
+    assert!(s
+        .impression
+        .contains("Sources on pleural effusion: [GL:pleural-effusion-2023]."));
+    assert!(s
+        .impression
+        .contains("Sources on cardiomegaly: [PMID:12345678]."));
     // Top guideline on a positive finding, quoted with its citation; the nodule
     // guideline is not, since the model did not suggest a nodule.
     assert!(s.recommendations.starts_with(
@@ -181,6 +215,9 @@ async fn builtin_report_reads_like_a_careful_draft() {
     assert!(!s.recommendations.contains("fleischner"));
     let ids: Vec<&str> = r.citations.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["GL:pleural-effusion-2023", "PMID:12345678"]);
-    assert!(r.explanation.text.contains("The software suggested pleural effusion (estimated probability 82%"));
+    assert!(r
+        .explanation
+        .text
+        .contains("The software suggested pleural effusion (estimated probability 82%"));
     assert!(r.explanation.text.contains("did not flag pneumothorax"));
 }

@@ -4,8 +4,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use reporting::{
-    draft, draft_with, DraftOptions, DraftPart, Drafter, Fallback, KeyImages, LlmClient,
-    PngImage, Report, Writer, AI_DRAFT_LABEL, REPORT_PROMPT_VERSION,
+    draft, draft_with, DraftOptions, DraftPart, Drafter, Fallback, KeyImages, LlmClient, PngImage,
+    Report, Writer, AI_DRAFT_LABEL, REPORT_PROMPT_VERSION,
 };
 use serde_json::json;
 
@@ -64,13 +64,18 @@ async fn verified_llm_draft_is_used_and_an_invented_pmid_removed() {
 
 #[tokio::test]
 async fn draft_omitting_a_positive_finding_falls_back_to_the_builtin_writer() {
-    let bad = good_draft().replace("Enlarged cardiac silhouette", "Heart size").replace("and cardiomegaly ", "");
+    let bad = good_draft()
+        .replace("Enlarged cardiac silhouette", "Heart size")
+        .replace("and cardiomegaly ", "");
     let (_server, r) = run(vec![Reply::Text(bad), Reply::Text(GOOD_EXPLANATION.into())]).await;
     assert_eq!(r.writer, Writer::Builtin);
     assert_eq!(r.fallback, Some(Fallback::VerificationRejected));
     assert_eq!(r.verification.missing_findings, vec!["Cardiomegaly"]);
     assert!(r.verification.rejected_reason.is_some());
-    assert!(r.sections.findings.contains("Cardiomegaly: suggested by the model (p = 0.71"));
+    assert!(r
+        .sections
+        .findings
+        .contains("Cardiomegaly: suggested by the model (p = 0.71"));
     assert!(r.model.is_none());
     assert_eq!(r.builtin_version.as_deref(), Some("builtin.v1"));
     // The explanation was fine and stays the LLM's.
@@ -85,7 +90,10 @@ async fn draft_asserting_a_negative_finding_falls_back() {
     assert_eq!(r.writer, Writer::Builtin);
     assert_eq!(r.verification.asserted_negatives, vec!["Pneumothorax"]);
     assert_eq!(r.explanation.writer, Writer::Builtin);
-    assert_eq!(r.explanation.verification.asserted_negatives, vec!["Nodule"]);
+    assert_eq!(
+        r.explanation.verification.asserted_negatives,
+        vec!["Nodule"]
+    );
     assert_eq!(r.explanation.fallback, Some(Fallback::VerificationRejected));
 }
 
@@ -213,11 +221,10 @@ async fn streaming_draft_with_images_reports_tokens_per_part() {
     assert!(seen.iter().any(|(p, _)| *p == DraftPart::Explanation));
     let reqs = server.requests();
     assert_eq!(reqs[0].body["stream"], true);
-    let parts = reqs[0].body["messages"][1]["content"].as_array().expect("parts");
-    assert_eq!(
-        parts.iter().filter(|p| p["type"] == "image_url").count(),
-        2
-    );
+    let parts = reqs[0].body["messages"][1]["content"]
+        .as_array()
+        .expect("parts");
+    assert_eq!(parts.iter().filter(|p| p["type"] == "image_url").count(), 2);
 }
 
 #[tokio::test]
@@ -230,11 +237,21 @@ async fn not_configured_uses_the_builtin_writer_and_the_contract_shape() {
     assert_eq!(v["status"], "draft");
     assert_eq!(v["writer"], "builtin");
     assert_eq!(v["label"], "AI draft, requires review");
-    for k in ["clinical_information", "technique", "findings", "impression", "recommendations"] {
+    for k in [
+        "clinical_information",
+        "technique",
+        "findings",
+        "impression",
+        "recommendations",
+    ] {
         assert!(v["sections"][k].is_string(), "{k}");
     }
     assert!(v["citations"].is_array());
-    for k in ["removed_citations", "missing_findings", "asserted_negatives"] {
+    for k in [
+        "removed_citations",
+        "missing_findings",
+        "asserted_negatives",
+    ] {
         assert!(v["verification"][k].is_array(), "{k}");
     }
     assert!(v["verification"]["rejected_reason"].is_null());

@@ -13,7 +13,8 @@ pub fn chest_case() -> CaseContext {
         models: vec![ModelUse {
             model: "chexnet-demo".into(),
             model_version: "0.3.1".into(),
-            intended_use: "Demonstration model trained on synthetic phantoms, not for clinical use.".into(),
+            intended_use:
+                "Demonstration model trained on synthetic phantoms, not for clinical use.".into(),
         }],
     }
 }
@@ -24,7 +25,11 @@ pub fn finding(label: &str, p: f32, t: f32) -> Finding {
         probability: p,
         threshold: t,
         positive: p >= t,
-        urgency: if p >= t { "urgent".into() } else { "routine".into() },
+        urgency: if p >= t {
+            "urgent".into()
+        } else {
+            "routine".into()
+        },
         model: "chexnet-demo".into(),
         model_version: "0.3.1".into(),
         study_id: Some("1.2.3".into()),

@@ -60,9 +60,14 @@ async fn non_streaming_request_is_exactly_the_chat_completions_wire_format() {
     assert!(user.contains("- Pneumothorax (pneumothorax): p = 0.12, threshold 0.50"));
     let above = user.find("Above threshold").expect("above");
     let below = user.find("Below threshold").expect("below");
-    assert!(user.find("Effusion (").expect("eff") > above && user.find("Effusion (").expect("eff") < below);
+    assert!(
+        user.find("Effusion (").expect("eff") > above
+            && user.find("Effusion (").expect("eff") < below
+    );
     assert!(user.find("Pneumothorax (").expect("ptx") > below);
-    assert!(user.contains("[1] id [GL:pleural-effusion-2023] (guideline, 2023) Pleural effusion: imaging work-up"));
+    assert!(user.contains(
+        "[1] id [GL:pleural-effusion-2023] (guideline, 2023) Pleural effusion: imaging work-up"
+    ));
     assert!(user.contains("[2] id [PMID:12345678] (literature, 2019)"));
     assert!(user.contains("[3] id [GL:fleischner-2017-solid]"));
     assert!(user.contains("demonstration model, not for clinical use"));
@@ -95,7 +100,9 @@ async fn streaming_sends_stream_true_and_assembles_deltas_in_order() {
 
     let seen = Mutex::new(Vec::<String>::new());
     let c = client
-        .chat_streaming(&prompt(), &|t| seen.lock().expect("lock").push(t.to_string()))
+        .chat_streaming(&prompt(), &|t| {
+            seen.lock().expect("lock").push(t.to_string())
+        })
         .await
         .expect("stream");
     assert_eq!(c.text, "The pleural effusion is suggested.");
@@ -136,13 +143,20 @@ async fn rate_limit_is_transient() {
         5.0,
     )
     .await;
-    assert_eq!(e, LlmError::RateLimited("Rate limit reached for requests".into()));
+    assert_eq!(
+        e,
+        LlmError::RateLimited("Rate limit reached for requests".into())
+    );
     assert_eq!(e.class(), ErrorClass::Transient);
 }
 
 #[tokio::test]
 async fn server_error_is_transient() {
-    let e = error_of(Reply::Error(500, "server_error", "The server had an error"), 5.0).await;
+    let e = error_of(
+        Reply::Error(500, "server_error", "The server had an error"),
+        5.0,
+    )
+    .await;
     assert!(matches!(e, LlmError::Server { status: 500, .. }), "{e:?}");
     assert!(e.is_transient());
     let e = error_of(Reply::Error(503, "server_error", "overloaded"), 5.0).await;
@@ -164,7 +178,11 @@ async fn client_errors_and_bad_bodies_are_permanent() {
         }
     );
     assert_eq!(e.class(), ErrorClass::Permanent);
-    let e = error_of(Reply::Error(401, "invalid_request_error", "Incorrect API key"), 5.0).await;
+    let e = error_of(
+        Reply::Error(401, "invalid_request_error", "Incorrect API key"),
+        5.0,
+    )
+    .await;
     assert!(matches!(e, LlmError::Rejected { status: 401, .. }));
     let e = error_of(Reply::Raw("{\"not\": \"a completion\"}"), 5.0).await;
     assert!(matches!(e, LlmError::BadResponse(_)), "{e:?}");
@@ -215,10 +233,16 @@ async fn refused_connection_is_transient() {
 #[tokio::test]
 async fn bad_configuration_is_refused_up_front() {
     let mut cfg = config("ftp://x");
-    assert!(matches!(LlmClient::new(cfg.clone()), Err(LlmError::Config(_))));
+    assert!(matches!(
+        LlmClient::new(cfg.clone()),
+        Err(LlmError::Config(_))
+    ));
     cfg.base_url = "http://127.0.0.1:1/v1".into();
     cfg.model = " ".into();
-    assert!(matches!(LlmClient::new(cfg.clone()), Err(LlmError::Config(_))));
+    assert!(matches!(
+        LlmClient::new(cfg.clone()),
+        Err(LlmError::Config(_))
+    ));
     cfg.model = "m".into();
     cfg.timeout_secs = 0.0;
     assert!(matches!(LlmClient::new(cfg), Err(LlmError::Config(_))));
@@ -252,20 +276,32 @@ async fn vision_call_sends_key_image_and_overlay_as_png_data_urls() {
         .await
         .expect("completion");
     cfg.supports_images = false;
-    LlmClient::new(cfg).expect("client").chat(&p).await.expect("completion");
+    LlmClient::new(cfg)
+        .expect("client")
+        .chat(&p)
+        .await
+        .expect("completion");
 
     let reqs = server.requests();
     let parts = reqs[0].body["messages"][1]["content"]
         .as_array()
         .expect("content parts");
-    let kinds: Vec<&str> = parts.iter().map(|p| p["type"].as_str().expect("type")).collect();
+    let kinds: Vec<&str> = parts
+        .iter()
+        .map(|p| p["type"].as_str().expect("type"))
+        .collect();
     assert_eq!(kinds, ["text", "text", "image_url", "text", "image_url"]);
-    assert!(parts[0]["text"].as_str().expect("text").contains("Model findings"));
+    assert!(parts[0]["text"]
+        .as_str()
+        .expect("text")
+        .contains("Model findings"));
     assert_eq!(parts[1]["text"], "Image: key image");
     assert_eq!(parts[3]["text"], "Image: Grad-CAM overlay for Effusion");
     for (i, tag) in [(2, 1u8), (4, 2u8)] {
         let url = parts[i]["image_url"]["url"].as_str().expect("url");
-        let b64 = url.strip_prefix("data:image/png;base64,").expect("png data url");
+        let b64 = url
+            .strip_prefix("data:image/png;base64,")
+            .expect("png data url");
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .expect("base64");

@@ -56,10 +56,12 @@ impl StandIn {
             requests: Arc::default(),
         };
         let s = state.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let s = s.clone();
-            async move { handle(s, method, uri, headers, body).await }
-        });
+        let app = Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let s = s.clone();
+                async move { handle(s, method, uri, headers, body).await }
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -105,7 +107,9 @@ fn chunk(delta: Value, finish: Option<&str>) -> String {
     format!("data: {c}\n\n")
 }
 
-fn answer(reply: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
+type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+fn answer(reply: Reply) -> Answer {
     Box::pin(async move {
         match reply {
             Reply::Text(t) => (
@@ -139,7 +143,9 @@ fn answer(reply: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Re
                 )
                     .into_response()
             }
-            Reply::Raw(b) => (StatusCode::OK, [("content-type", "application/json")], b).into_response(),
+            Reply::Raw(b) => {
+                (StatusCode::OK, [("content-type", "application/json")], b).into_response()
+            }
             Reply::Delay(d, then) => {
                 tokio::time::sleep(d).await;
                 answer(*then).await
