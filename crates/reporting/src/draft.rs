@@ -13,6 +13,9 @@ use crate::report::{
 use crate::types::{CaseContext, Finding, KeyImages, Passage};
 use crate::verify::{cited_ids, verify_report, verify_text, Verification};
 
+/// Rejection reason of an answer cut off by the token limit.
+const TRUNCATED: &str = "the answer was cut off at the token limit (max_tokens)";
+
 /// Holds the LLM endpoint, if any. Build once, share across jobs.
 #[derive(Debug, Clone, Default)]
 pub struct Drafter {
@@ -49,6 +52,9 @@ pub enum DraftPart {
     Explanation,
 }
 
+/// Receives `(part, delta)` as the LLM streams.
+pub type TokenSink<'a> = &'a (dyn Fn(DraftPart, &str) + Send + Sync);
+
 /// Per-case options of [`draft_with`].
 #[derive(Default, Clone, Copy)]
 pub struct DraftOptions<'a> {
@@ -57,7 +63,7 @@ pub struct DraftOptions<'a> {
     /// Key image and Grad-CAM overlay, sent when the model supports images.
     pub images: Option<&'a KeyImages>,
     /// Receives tokens as the LLM streams them (the request then uses SSE).
-    pub on_token: Option<&'a (dyn Fn(DraftPart, &str) + Send + Sync)>,
+    pub on_token: Option<TokenSink<'a>>,
 }
 
 fn citations_of(texts: &[&str], passages: &[Passage]) -> Vec<Citation> {
@@ -148,6 +154,10 @@ pub async fn draft_with(
                 fallback = Some(error_fallback(&e));
                 llm_errors.push(e);
             }
+            Ok(c) if c.finish_reason.as_deref() == Some("length") => {
+                fallback = Some(Fallback::VerificationRejected);
+                rejected = Some(Verification::rejected(TRUNCATED));
+            }
             Ok(c) => match parse_report(&c.text) {
                 None => {
                     fallback = Some(Fallback::VerificationRejected);
@@ -208,6 +218,10 @@ pub async fn draft_with(
                 tracing::warn!(error = %e, class = ?e.class(), "LLM explanation failed");
                 efallback = Some(error_fallback(&e));
                 llm_errors.push(e);
+            }
+            Ok(c) if c.finish_reason.as_deref() == Some("length") => {
+                efallback = Some(Fallback::VerificationRejected);
+                erejected = Some(Verification::rejected(TRUNCATED));
             }
             Ok(c) => match parse_explanation(&c.text) {
                 None => {

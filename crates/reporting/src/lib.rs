@@ -30,7 +30,7 @@ mod types;
 mod verify;
 
 pub use builtin::{builtin_explanation, builtin_report, BUILTIN_VERSION, DEMO_NOTICE};
-pub use draft::{draft, draft_with, DraftOptions, DraftPart, Drafter};
+pub use draft::{draft, draft_with, DraftOptions, DraftPart, Drafter, TokenSink};
 pub use llm::{
     png_data_url, ChatPrompt, Completion, ErrorClass, LlmClient, LlmConfig, LlmError,
     MaxTokensField, TokenStream,

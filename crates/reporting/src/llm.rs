@@ -435,20 +435,36 @@ impl LlmClient {
         prompt: &ChatPrompt,
         on_token: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<Completion, LlmError> {
-        let mut stream = self.chat_stream(prompt).await?;
+        let mut stream = self
+            .client
+            .chat()
+            .create_stream(self.request(prompt, true))
+            .await?;
         let mut text = String::new();
-        while let Some(delta) = stream.next().await {
-            let delta = delta?;
-            on_token(&delta);
-            text.push_str(&delta);
+        let mut model = self.config.model.clone();
+        let mut finish_reason = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if !chunk.model.is_empty() {
+                model = chunk.model;
+            }
+            for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+                if let Some(delta) = choice.delta.content.filter(|d| !d.is_empty()) {
+                    on_token(&delta);
+                    text.push_str(&delta);
+                }
+                if let Some(r) = choice.finish_reason {
+                    finish_reason = Some(finish_reason_name(&r));
+                }
+            }
         }
         if text.trim().is_empty() {
             return Err(LlmError::BadResponse("empty stream".into()));
         }
         Ok(Completion {
             text,
-            model: self.config.model.clone(),
-            finish_reason: None,
+            model,
+            finish_reason,
         })
     }
 }

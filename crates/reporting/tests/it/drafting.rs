@@ -98,6 +98,22 @@ async fn draft_asserting_a_negative_finding_falls_back() {
 }
 
 #[tokio::test]
+async fn answer_cut_off_at_the_token_limit_falls_back() {
+    let (_s, r) = run(vec![
+        Reply::Truncated(good_draft()),
+        Reply::Text(GOOD_EXPLANATION.into()),
+    ])
+    .await;
+    assert_eq!(r.writer, Writer::Builtin);
+    assert!(r
+        .verification
+        .rejected_reason
+        .as_deref()
+        .is_some_and(|x| x.contains("max_tokens")));
+    assert_eq!(r.explanation.writer, Writer::Llm);
+}
+
+#[tokio::test]
 async fn unparseable_answer_falls_back() {
     let (_s, r) = run(vec![
         Reply::Text("I'm sorry, I can't help with that.".into()),

@@ -106,6 +106,8 @@ async fn streaming_sends_stream_true_and_assembles_deltas_in_order() {
         .await
         .expect("stream");
     assert_eq!(c.text, "The pleural effusion is suggested.");
+    assert_eq!(c.model, "standin-model-2025");
+    assert_eq!(c.finish_reason.as_deref(), Some("stop"));
     assert_eq!(*seen.lock().expect("lock"), deltas);
 
     // The raw stream gives the same deltas.

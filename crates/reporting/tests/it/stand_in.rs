@@ -19,6 +19,8 @@ use serde_json::{json, Value};
 pub enum Reply {
     /// 200 with a chat.completion object whose message content is this text.
     Text(String),
+    /// As `Text`, cut off by the token limit (`finish_reason: "length"`).
+    Truncated(String),
     /// 200 `text/event-stream` with one chunk per delta, then `[DONE]`.
     Sse(Vec<String>),
     /// An OpenAI error object with this status.
@@ -80,7 +82,7 @@ impl StandIn {
     }
 }
 
-fn completion(text: &str) -> Value {
+fn completion(text: &str, finish: &str) -> Value {
     json!({
         "id": "chatcmpl-standin",
         "object": "chat.completion",
@@ -90,7 +92,7 @@ fn completion(text: &str) -> Value {
             "index": 0,
             "message": {"role": "assistant", "content": text, "refusal": null},
             "logprobs": null,
-            "finish_reason": "stop"
+            "finish_reason": finish
         }],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
     })
@@ -115,7 +117,13 @@ fn answer(reply: Reply) -> Answer {
             Reply::Text(t) => (
                 StatusCode::OK,
                 [("content-type", "application/json")],
-                completion(&t).to_string(),
+                completion(&t, "stop").to_string(),
+            )
+                .into_response(),
+            Reply::Truncated(t) => (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                completion(&t, "length").to_string(),
             )
                 .into_response(),
             Reply::Sse(deltas) => {
