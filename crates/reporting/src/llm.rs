@@ -483,3 +483,43 @@ pub fn png_data_url(png: &[u8]) -> String {
         base64::engine::general_purpose::STANDARD.encode(png)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        let cfg = LlmConfig {
+            model: "m".into(),
+            api_key: Some(SecretString::from("sk-very-secret".to_string())),
+            ..LlmConfig::default()
+        };
+        assert!(!format!("{cfg:?}").contains("sk-very-secret"));
+        let client = LlmClient::new(cfg).expect("client");
+        assert!(!format!("{client:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn config_deserialises_with_defaults_and_a_secret_key() {
+        let cfg: LlmConfig = serde_json::from_str(
+            r#"{"base_url": "http://localhost:11434/v1", "model": "llama3.1", "api_key": "k", "supports_images": true}"#,
+        )
+        .expect("config");
+        assert_eq!(cfg.max_tokens, 1500);
+        assert_eq!(cfg.timeout_secs, 60.0);
+        assert!(cfg.supports_images);
+        assert_eq!(cfg.api_key.as_ref().map(|k| k.expose_secret()), Some("k"));
+    }
+
+    #[test]
+    fn error_classes() {
+        assert!(LlmError::Timeout.is_transient());
+        assert!(LlmError::RateLimited(String::new()).is_transient());
+        assert!(!LlmError::BadResponse(String::new()).is_transient());
+        assert_eq!(
+            LlmError::from(OpenAIError::InvalidArgument("x".into())).class(),
+            ErrorClass::Permanent
+        );
+    }
+}
