@@ -168,8 +168,20 @@ pub fn render_report_pdf(report: &ReportDocument, options: &PdfOptions) -> Resul
     }
 
     let mut doc = PdfDocument::new(&format!("Radiology report — {}", report.case_title));
-    doc.metadata.info.producer = "MedVision".into();
-    doc.metadata.info.creator = "MedVision".into();
+    let info = &mut doc.metadata.info;
+    info.producer = "MedVision".into();
+    info.creator = "MedVision".into();
+    info.author = match &report.signature {
+        Some(sig) => sig.signed_by.clone(),
+        None => report.organisation.name.clone(),
+    };
+    info.subject = "Radiology report".into();
+    // The document's dates are the report's, so the same input gives the same bytes.
+    if let Ok(t) = printpdf::OffsetDateTime::from_unix_timestamp(report.generated_at.timestamp()) {
+        info.creation_date = t;
+        info.modification_date = t;
+        info.metadata_date = t;
+    }
 
     // Decode every picture first: a bad PNG fails before any layout work.
     let mut pictures: Vec<(Picture, Option<Picture>)> = Vec::new();
@@ -752,10 +764,11 @@ fn key_images(w: &mut Writer, r: &ReportDocument, pictures: &[(Picture, Option<P
         let caption = format!("Figure {}. {}", n + 1, key.caption.trim());
         let mut caption_lines = wrap(w.fonts, &[Span::regular(caption)], 8.5, width);
         layout::cap_lines(w.fonts, &mut caption_lines, 6, 8.5);
+        let legend_w = (if overlay.is_some() { ow } else { iw }).clamp(80.0, 220.0);
         let legend_h = key
             .legend
             .as_ref()
-            .map(|l| legend_height(w, l, slot_w.min(220.0)))
+            .map(|l| legend_height(w, l, legend_w))
             .unwrap_or(0.0);
         let block_h = 12.0 + pics_h + 6.0 + legend_h + caption_lines.len() as f32 * 11.0 + 10.0;
         w.ensure(block_h);
@@ -773,10 +786,10 @@ fn key_images(w: &mut Writer, r: &ReportDocument, pictures: &[(Picture, Option<P
             w.image(o.id.clone(), o.width, o.height, ox, pic_y, ow, oh);
             w.stroke_rect(ox, pic_y, ow, oh, RULE, 0.4);
             if let Some(legend) = &key.legend {
-                draw_legend(w, legend, ox, y, ow.clamp(80.0, 220.0));
+                draw_legend(w, legend, ox, y, legend_w);
             }
         } else if let Some(legend) = &key.legend {
-            draw_legend(w, legend, x0, y, iw.clamp(80.0, 220.0));
+            draw_legend(w, legend, x0, y, legend_w);
         }
         y += legend_h;
         for (i, line) in caption_lines.iter().enumerate() {

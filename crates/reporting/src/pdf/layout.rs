@@ -344,6 +344,7 @@ impl<'a> Writer<'a> {
 
     /// Text operations drawing `text` with its left end of the baseline at (x, y),
     /// optionally rotated by `angle` radians counter-clockwise.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn text_ops(
         &mut self,
         x: f32,
