@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 use reporting::pdf::{render_report_pdf, PdfOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let iterations: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(30);
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(30);
     let doc = fixtures::bench_case();
     let options = PdfOptions::default();
 

@@ -30,8 +30,8 @@ mod layout;
 mod model;
 
 pub use model::{
-    Addendum, ColourMap, Decision, Finding, KeyImage, Legend, LegendEntry, ModelInfo,
-    Organisation, Reference, ReportDocument, ReportSections, Signature, Study, Urgency,
+    Addendum, ColourMap, Decision, Finding, KeyImage, Legend, LegendEntry, ModelInfo, Organisation,
+    Reference, ReportDocument, ReportSections, Signature, Study, Urgency,
 };
 
 use chrono::{DateTime, Utc};
@@ -41,9 +41,7 @@ use printpdf::{
 };
 
 use fonts::{FontSet, Weight};
-use layout::{
-    wrap, FontIds, Geometry, Rgbf, Span, Writer, ACCENT, BLACK, GREY, LIGHT, RULE,
-};
+use layout::{wrap, FontIds, Geometry, Rgbf, Span, Writer, ACCENT, BLACK, GREY, LIGHT, RULE};
 
 /// The fixed disclaimer printed on every report.
 pub const DISCLAIMER: &str = "AI output in this report is a suggestion, not a diagnosis. \
@@ -159,7 +157,10 @@ fn valid_unit(x: f64) -> bool {
 /// Errors: [`PdfError::InvalidImage`] for a key image or overlay that is not a
 /// decodable PNG, [`PdfError::InvalidProbability`] for a probability or threshold
 /// outside 0..=1. Never panics on any input.
-pub fn render_report_pdf(report: &ReportDocument, options: &PdfOptions) -> Result<Vec<u8>, PdfError> {
+pub fn render_report_pdf(
+    report: &ReportDocument,
+    options: &PdfOptions,
+) -> Result<Vec<u8>, PdfError> {
     let fonts = fonts::fonts()?;
     for (index, f) in report.findings.iter().enumerate() {
         if !valid_unit(f.probability) || !valid_unit(f.threshold) {
@@ -211,11 +212,13 @@ pub fn render_report_pdf(report: &ReportDocument, options: &PdfOptions) -> Resul
         top: 84.0,
         bottom: height - 62.0,
     };
+    // The ids become the fonts' /BaseFont names: a six-letter tag and '+' mark a
+    // subset font (PDF 32000-1, 9.6.4).
     let ids = FontIds {
-        regular: FontId("F_DejaVuSans".into()),
-        bold: FontId("F_DejaVuSansBold".into()),
-        cjk: FontId("F_DroidSansFallback".into()),
-        cjk_used: false,
+        regular: FontId("MVDJVR+DejaVuSans".into()),
+        bold: FontId("MVDJVB+DejaVuSans-Bold".into()),
+        cjk: FontId("MVDRSF+DroidSansFallback".into()),
+        used: Default::default(),
     };
     let mut w = Writer::new(fonts, ids, geo);
 
@@ -224,7 +227,11 @@ pub fn render_report_pdf(report: &ReportDocument, options: &PdfOptions) -> Resul
     sections(&mut w, report);
     findings_table(&mut w, report);
     key_images(&mut w, report, &pictures);
-    if let Some(text) = report.plain_language.as_deref().filter(|t| !t.trim().is_empty()) {
+    if let Some(text) = report
+        .plain_language
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+    {
         heading(&mut w, "Plain-language explanation");
         body(&mut w, &number_citations(text, &report.references));
     }
@@ -368,7 +375,11 @@ fn subheading(w: &mut Writer, text: &str) {
 /// Body text: paragraphs separated by blank lines.
 fn body(w: &mut Writer, text: &str) {
     let (x, width) = (w.geo.left, w.geo.content_width());
-    for (i, para) in text.split("\n\n").filter(|p| !p.trim().is_empty()).enumerate() {
+    for (i, para) in text
+        .split("\n\n")
+        .filter(|p| !p.trim().is_empty())
+        .enumerate()
+    {
         if i > 0 {
             w.y += 4.0;
         }
@@ -389,7 +400,13 @@ fn title_block(w: &mut Writer, r: &ReportDocument) {
     // Title and status badge.
     let badge_size = 9.0;
     let badge_w = w.fonts.width(status, Weight::Bold, badge_size) + 14.0;
-    let title = ellipsize(w.fonts, "Radiology report", Weight::Bold, 17.0, width - badge_w - 10.0);
+    let title = ellipsize(
+        w.fonts,
+        "Radiology report",
+        Weight::Bold,
+        17.0,
+        width - badge_w - 10.0,
+    );
     w.text_at(x, w.y + 16.0, &title, Weight::Bold, 17.0, BLACK);
     let badge_color = if draft {
         Rgbf(0.75, 0.12, 0.12)
@@ -398,7 +415,14 @@ fn title_block(w: &mut Writer, r: &ReportDocument) {
     };
     let bx = w.geo.right - badge_w;
     w.fill_rect(bx, w.y + 2.0, badge_w, 17.0, badge_color);
-    w.text_at(bx + 7.0, w.y + 14.0, status, Weight::Bold, badge_size, Rgbf(1.0, 1.0, 1.0));
+    w.text_at(
+        bx + 7.0,
+        w.y + 14.0,
+        status,
+        Weight::Bold,
+        badge_size,
+        Rgbf(1.0, 1.0, 1.0),
+    );
     w.y += 26.0;
 
     // Patient / case box: two columns of label–value pairs.
@@ -411,13 +435,16 @@ fn title_block(w: &mut Writer, r: &ReportDocument) {
     }
     pairs.push(("Report status", status.to_string()));
     if let Some(sig) = &r.signature {
-        pairs.push(("Signed", format!("{} · {}", sig.signed_by, fmt_time(&sig.signed_at))));
+        pairs.push((
+            "Signed",
+            format!("{} · {}", sig.signed_by, fmt_time(&sig.signed_at)),
+        ));
     }
     pairs.push(("Generated", fmt_time(&r.generated_at)));
 
     let pad = 8.0;
     let col_w = (width - 2.0 * pad - 12.0) / 2.0;
-    let label_w = 92.0;
+    let label_w = 104.0;
     let value_w = col_w - label_w;
     let mut cells = Vec::new();
     for (label, value) in &pairs {
@@ -459,7 +486,14 @@ fn studies(w: &mut Writer, r: &ReportDocument) {
     if r.studies.is_empty() {
         return;
     }
-    heading(w, if r.studies.len() == 1 { "Study" } else { "Studies" });
+    heading(
+        w,
+        if r.studies.len() == 1 {
+            "Study"
+        } else {
+            "Studies"
+        },
+    );
     let rows = r
         .studies
         .iter()
@@ -468,7 +502,9 @@ fn studies(w: &mut Writer, r: &ReportDocument) {
                 vec![Span::regular(s.modality.clone())],
                 vec![Span::regular(s.body_part.clone())],
                 vec![Span::regular(
-                    s.date.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "—".into()),
+                    s.date
+                        .map(|d| d.format("%Y-%m-%d").to_string())
+                        .unwrap_or_else(|| "—".into()),
                 )],
                 vec![Span::regular(s.description.clone().unwrap_or_default())],
             ]
@@ -476,7 +512,12 @@ fn studies(w: &mut Writer, r: &ReportDocument) {
         .collect();
     table(
         w,
-        &[("Modality", 0.14), ("Body part", 0.18), ("Date", 0.16), ("Description", 0.52)],
+        &[
+            ("Modality", 0.14),
+            ("Body part", 0.18),
+            ("Date", 0.16),
+            ("Description", 0.52),
+        ],
         rows,
     );
 }
@@ -522,7 +563,9 @@ fn findings_table(w: &mut Writer, r: &ReportDocument) {
                 Span::regular("Negative")
             };
             let urgency = match f.urgency {
-                Urgency::Urgent | Urgency::Stat => Span::bold(f.urgency.label()).colored(Rgbf(0.72, 0.10, 0.10)),
+                Urgency::Urgent | Urgency::Stat => {
+                    Span::bold(f.urgency.label()).colored(Rgbf(0.72, 0.10, 0.10))
+                }
                 _ => Span::regular(f.urgency.label()),
             };
             let mut decision = vec![Span::bold(f.decision.label())];
@@ -542,12 +585,12 @@ fn findings_table(w: &mut Writer, r: &ReportDocument) {
     table(
         w,
         &[
-            ("Finding", 0.27),
-            ("Probability", 0.12),
-            ("Threshold", 0.12),
+            ("Finding", 0.26),
+            ("Probability", 0.14),
+            ("Threshold", 0.125),
             ("Result", 0.11),
             ("Urgency", 0.11),
-            ("Decision", 0.27),
+            ("Decision", 0.255),
         ],
         rows,
     );
@@ -581,7 +624,14 @@ fn table(w: &mut Writer, cols: &[(&str, f32)], rows: Vec<Vec<Vec<Span>>>) {
         let mut x = x0;
         for ((title, _), cw) in cols.iter().zip(&widths) {
             let t = ellipsize(w.fonts, title, Weight::Bold, size, cw - 2.0 * pad);
-            w.text_at(x + pad, y + pad + size * 0.93, &t, Weight::Bold, size, Rgbf(1.0, 1.0, 1.0));
+            w.text_at(
+                x + pad,
+                y + pad + size * 0.93,
+                &t,
+                Weight::Bold,
+                size,
+                Rgbf(1.0, 1.0, 1.0),
+            );
             x += cw;
         }
         w.y += header_h;
@@ -613,11 +663,15 @@ fn table(w: &mut Writer, cols: &[(&str, f32)], rows: Vec<Vec<Vec<Span>>>) {
         let total = row.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let mut start = 0;
         while start < total {
-            let mut fit = ((w.geo.bottom - w.y - 2.0 * pad) / leading).floor().max(0.0) as usize;
+            let mut fit = ((w.geo.bottom - w.y - 2.0 * pad) / leading)
+                .floor()
+                .max(0.0) as usize;
             if fit == 0 {
                 w.new_page();
                 draw_header(w);
-                fit = ((w.geo.bottom - w.y - 2.0 * pad) / leading).floor().max(1.0) as usize;
+                fit = ((w.geo.bottom - w.y - 2.0 * pad) / leading)
+                    .floor()
+                    .max(1.0) as usize;
             }
             let end = (start + fit).min(total);
             let slice_h = (end - start) as f32 * leading + 2.0 * pad;
@@ -653,7 +707,11 @@ fn colour_at(map: ColourMap, t: f32) -> Rgbf {
         let f = pos - i as f32;
         let a = Rgbf::from_u8(s[i]);
         let b = Rgbf::from_u8(s[i + 1]);
-        Rgbf(a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f, a.2 + (b.2 - a.2) * f)
+        Rgbf(
+            a.0 + (b.0 - a.0) * f,
+            a.1 + (b.1 - a.1) * f,
+            a.2 + (b.2 - a.2) * f,
+        )
     };
     match map {
         ColourMap::Jet => Rgbf(
@@ -662,8 +720,20 @@ fn colour_at(map: ColourMap, t: f32) -> Rgbf {
             c(1.5 - (4.0 * t - 1.0).abs()),
         ),
         ColourMap::Hot => Rgbf(c(3.0 * t), c(3.0 * t - 1.0), c(3.0 * t - 2.0)),
-        ColourMap::Inferno => stops(&[[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]]),
-        ColourMap::Viridis => stops(&[[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]]),
+        ColourMap::Inferno => stops(&[
+            [0, 0, 4],
+            [87, 16, 110],
+            [188, 55, 84],
+            [249, 142, 9],
+            [252, 255, 164],
+        ]),
+        ColourMap::Viridis => stops(&[
+            [68, 1, 84],
+            [59, 82, 139],
+            [33, 145, 140],
+            [94, 201, 98],
+            [253, 231, 37],
+        ]),
     }
 }
 
@@ -678,7 +748,11 @@ fn legend_height(w: &Writer, legend: &Legend, width: f32) -> f32 {
     }
 }
 
-fn class_rows<'e>(w: &Writer, entries: &'e [LegendEntry], width: f32) -> Vec<Vec<(&'e LegendEntry, f32)>> {
+fn class_rows<'e>(
+    w: &Writer,
+    entries: &'e [LegendEntry],
+    width: f32,
+) -> Vec<Vec<(&'e LegendEntry, f32)>> {
     let mut rows: Vec<Vec<(&LegendEntry, f32)>> = vec![Vec::new()];
     let mut x = 0.0;
     // A legend longer than this would not be read; the caption can say more.
@@ -720,7 +794,14 @@ fn draw_legend(w: &mut Writer, legend: &Legend, x: f32, y: f32, width: f32) {
             let max_t = ellipsize(w.fonts, max_label, Weight::Regular, 7.5, width / 2.0 - 2.0);
             w.text_at(x, bar_y + 18.0, &min_t, Weight::Regular, 7.5, BLACK);
             let mw = w.fonts.width(&max_t, Weight::Regular, 7.5);
-            w.text_at(x + width - mw, bar_y + 18.0, &max_t, Weight::Regular, 7.5, BLACK);
+            w.text_at(
+                x + width - mw,
+                bar_y + 18.0,
+                &max_t,
+                Weight::Regular,
+                7.5,
+                BLACK,
+            );
         }
         Legend::Classes { entries } => {
             let rows = class_rows(w, entries, width);
@@ -754,7 +835,11 @@ fn key_images(w: &mut Writer, r: &ReportDocument, pictures: &[(Picture, Option<P
     let gap = 14.0;
     let max_h = ((w.geo.bottom - w.geo.top) * 0.42).min(250.0);
     for (n, (key, (image, overlay))) in r.key_images.iter().zip(pictures).enumerate() {
-        let slot_w = if overlay.is_some() { (width - gap) / 2.0 } else { width * 0.55 };
+        let slot_w = if overlay.is_some() {
+            (width - gap) / 2.0
+        } else {
+            width * 0.55
+        };
         let (iw, ih) = fit(image.width, image.height, slot_w, max_h);
         let (ow, oh) = overlay
             .as_ref()
@@ -776,8 +861,16 @@ fn key_images(w: &mut Writer, r: &ReportDocument, pictures: &[(Picture, Option<P
         let label_y = top + 8.0;
         let pic_y = top + 12.0;
         // Image on the left, overlay on the right, both top-aligned.
-        w.text_at(x0, label_y, "Image", Weight::Bold, 7.5, GREY);
-        w.image(image.id.clone(), image.width, image.height, x0, pic_y, iw, ih);
+        w.text_at(x0, label_y, "Key image", Weight::Bold, 7.5, GREY);
+        w.image(
+            image.id.clone(),
+            image.width,
+            image.height,
+            x0,
+            pic_y,
+            iw,
+            ih,
+        );
         w.stroke_rect(x0, pic_y, iw, ih, RULE, 0.4);
         let mut y = pic_y + pics_h + 6.0;
         if let Some(o) = overlay {
@@ -807,13 +900,22 @@ fn signature_block(w: &mut Writer, r: &ReportDocument) {
         Some(sig) => {
             w.ensure(3.0 * BODY_LEADING + 10.0);
             w.paragraph(
-                &[Span::regular("Electronically signed by "), Span::bold(sig.signed_by.clone())],
+                &[
+                    Span::regular("Electronically signed by "),
+                    Span::bold(sig.signed_by.clone()),
+                ],
                 x,
                 width,
                 BODY,
                 BODY_LEADING,
             );
-            w.paragraph(&[Span::regular(sig.role.clone())], x, width, BODY, BODY_LEADING);
+            w.paragraph(
+                &[Span::regular(sig.role.clone())],
+                x,
+                width,
+                BODY,
+                BODY_LEADING,
+            );
             w.paragraph(
                 &[Span::regular(format!("Signed {}", fmt_time(&sig.signed_at))).colored(GREY)],
                 x,
@@ -887,7 +989,14 @@ fn references(w: &mut Writer, r: &ReportDocument) {
         let mut lines = wrap(w.fonts, &spans, size, width - indent);
         let link_lines = link
             .as_deref()
-            .map(|l| wrap(w.fonts, &[Span::regular(l).colored(ACCENT)], size, width - indent))
+            .map(|l| {
+                wrap(
+                    w.fonts,
+                    &[Span::regular(l).colored(ACCENT)],
+                    size,
+                    width - indent,
+                )
+            })
             .unwrap_or_default();
         let n_text = lines.len();
         lines.extend(link_lines);
@@ -983,24 +1092,62 @@ fn page_chrome(w: &mut Writer, r: &ReportDocument, n: usize, total: usize) -> Ve
         right_w,
     );
     let pw = fonts.width(&patient, Weight::Regular, 7.5);
-    ops.extend(w.text_ops(g.right - pw, 58.0, &patient, Weight::Regular, 7.5, GREY, 0.0));
+    ops.extend(w.text_ops(
+        g.right - pw,
+        58.0,
+        &patient,
+        Weight::Regular,
+        7.5,
+        GREY,
+        0.0,
+    ));
 
     let footer_rule = g.height - 50.0;
     let notice_y = g.height - 38.0;
     let status_y = g.height - 28.0;
-    ops.extend(w.text_ops(g.left, notice_y, FOOTER_NOTICE, Weight::Bold, 8.0, BLACK, 0.0));
+    ops.extend(w.text_ops(
+        g.left,
+        notice_y,
+        FOOTER_NOTICE,
+        Weight::Bold,
+        8.0,
+        BLACK,
+        0.0,
+    ));
     let page = format!("Page {n} of {total}");
     let pw = fonts.width(&page, Weight::Regular, 8.0);
-    ops.extend(w.text_ops(g.right - pw, notice_y, &page, Weight::Regular, 8.0, BLACK, 0.0));
+    ops.extend(w.text_ops(
+        g.right - pw,
+        notice_y,
+        &page,
+        Weight::Regular,
+        8.0,
+        BLACK,
+        0.0,
+    ));
     let status = match &r.signature {
         Some(sig) => format!("Signed by {}, {}", sig.signed_by, fmt_time(&sig.signed_at)),
         None => "Draft — not signed".to_string(),
     };
-    let status = ellipsize(fonts, &status, Weight::Regular, 7.0, g.content_width() * 0.6);
+    let status = ellipsize(
+        fonts,
+        &status,
+        Weight::Regular,
+        7.0,
+        g.content_width() * 0.6,
+    );
     ops.extend(w.text_ops(g.left, status_y, &status, Weight::Regular, 7.0, GREY, 0.0));
     let gen = format!("Generated {} by MedVision", fmt_time(&r.generated_at));
     let gw = fonts.width(&gen, Weight::Regular, 7.0);
-    ops.extend(w.text_ops(g.right - gw, status_y, &gen, Weight::Regular, 7.0, GREY, 0.0));
+    ops.extend(w.text_ops(
+        g.right - gw,
+        status_y,
+        &gen,
+        Weight::Regular,
+        7.0,
+        GREY,
+        0.0,
+    ));
 
     // Rules under the header and over the footer.
     let line = |y: f32| {
@@ -1040,7 +1187,9 @@ fn draft_watermark(w: &mut Writer, gs: printpdf::ExtendedGraphicsStateId) -> Vec
     let size = 120.0;
     let text = "DRAFT";
     let tw = w.fonts.width(text, Weight::Bold, size);
-    let angle = (g.height / g.width).atan().min(std::f32::consts::FRAC_PI_4 * 1.2);
+    let angle = (g.height / g.width)
+        .atan()
+        .min(std::f32::consts::FRAC_PI_4 * 1.2);
     let (sin, cos) = angle.sin_cos();
     // Centre the text box (tw × cap height) on the page centre.
     let cap = size * 0.72;
@@ -1049,7 +1198,15 @@ fn draft_watermark(w: &mut Writer, gs: printpdf::ExtendedGraphicsStateId) -> Vec
     let y_pdf = cy_pdf - (tw / 2.0) * sin - (cap / 2.0) * cos;
     let mut ops = vec![Op::SaveGraphicsState, Op::LoadGraphicsState { gs }];
     // text_ops takes y from the top.
-    ops.extend(w.text_ops(x, g.height - y_pdf, text, Weight::Bold, size, Rgbf(0.80, 0.10, 0.10), angle));
+    ops.extend(w.text_ops(
+        x,
+        g.height - y_pdf,
+        text,
+        Weight::Bold,
+        size,
+        Rgbf(0.80, 0.10, 0.10),
+        angle,
+    ));
     ops.push(Op::RestoreGraphicsState);
     ops
 }
@@ -1072,11 +1229,17 @@ mod tests {
     fn citations_are_numbered_against_the_reference_list() {
         let refs = [reference("PMID:111"), reference("GL:fleischner-2017")];
         assert_eq!(
-            number_citations("Bleed [PMID:111]. Nodule [GL:fleischner-2017; PMID:111].", &refs),
+            number_citations(
+                "Bleed [PMID:111]. Nodule [GL:fleischner-2017; PMID:111].",
+                &refs
+            ),
             "Bleed [1]. Nodule [2, 1]."
         );
         // Unknown keys, plain brackets and an unclosed bracket stay as written.
-        assert_eq!(number_citations("x [PMID:999] [a] [", &refs), "x [PMID:999] [a] [");
+        assert_eq!(
+            number_citations("x [PMID:999] [a] [", &refs),
+            "x [PMID:999] [a] ["
+        );
         assert_eq!(number_citations("[]", &refs), "[]");
     }
 
@@ -1090,7 +1253,12 @@ mod tests {
 
     #[test]
     fn colour_maps_run_from_dark_or_blue_to_hot() {
-        for map in [ColourMap::Jet, ColourMap::Inferno, ColourMap::Viridis, ColourMap::Hot] {
+        for map in [
+            ColourMap::Jet,
+            ColourMap::Inferno,
+            ColourMap::Viridis,
+            ColourMap::Hot,
+        ] {
             let lo = colour_at(map, 0.0);
             let hi = colour_at(map, 1.0);
             assert!(hi.0 > lo.0, "{map:?}");

@@ -1,6 +1,7 @@
 //! The embedded fonts (see `fonts/README.md`), glyph lookup with fallback, and text
 //! measurement from the fonts' own advance widths.
 
+use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use printpdf::ParsedFont;
@@ -60,6 +61,40 @@ impl LoadedFace {
             .get(&u32::from(c))
             .and_then(|gid| self.parsed.glyph_widths.get(gid))
             .map_or(0.0, |w| f32::from(*w) / self.units_per_em)
+    }
+}
+
+impl LoadedFace {
+    /// A font holding only the glyphs of `chars` (and .notdef), renumbered, with a
+    /// Unicode cmap for them; the whole face if subsetting fails.
+    pub(crate) fn subset(&self, chars: &BTreeSet<char>) -> ParsedFont {
+        self.try_subset(chars)
+            .unwrap_or_else(|| self.parsed.clone())
+    }
+
+    fn try_subset(&self, chars: &BTreeSet<char>) -> Option<ParsedFont> {
+        use allsorts::binary::read::ReadScope;
+        use allsorts::font_data::FontData;
+        use allsorts::subset::{subset, CmapTarget, SubsetProfile};
+
+        let used: BTreeSet<u16> = chars
+            .iter()
+            .filter_map(|c| self.parsed.codepoint_to_glyph.get(&u32::from(*c)).copied())
+            .filter(|gid| *gid != 0)
+            .collect();
+        // .notdef first, as the subsetter requires.
+        let ids: Vec<u16> = std::iter::once(0).chain(used).collect();
+        let scope = ReadScope::new(&self.parsed.original_bytes);
+        let data = scope.read::<FontData<'_>>().ok()?;
+        let provider = data.table_provider(0).ok()?;
+        let bytes = subset(&provider, &ids, &SubsetProfile::Pdf, CmapTarget::Unicode).ok()?;
+        let mut warnings = Vec::new();
+        let parsed = ParsedFont::from_bytes(&bytes, 0, &mut warnings)?;
+        // Every character must still map to a glyph, or text would be lost.
+        chars
+            .iter()
+            .all(|c| parsed.codepoint_to_glyph.contains_key(&u32::from(*c)))
+            .then_some(parsed)
     }
 }
 
@@ -179,6 +214,17 @@ mod tests {
         assert!(f.width("MMMM", Weight::Bold, 10.0) > m);
         // Linear in size.
         assert!((f.width("MMMM", Weight::Regular, 20.0) - 2.0 * m).abs() < 1e-3);
+        let chars: BTreeSet<char> = "Zoë Ångström".chars().collect();
+        let sub = f.regular.subset(&chars);
+        assert!(sub.original_bytes.len() < f.regular.parsed.original_bytes.len() / 10);
+        for c in &chars {
+            let gid = sub.codepoint_to_glyph[&u32::from(*c)];
+            let full = f.regular.parsed.codepoint_to_glyph[&u32::from(*c)];
+            assert_eq!(
+                sub.glyph_widths[&gid], f.regular.parsed.glyph_widths[&full],
+                "{c}"
+            );
+        }
         let runs = f.runs("Dr 李雷 ok", Weight::Regular);
         assert_eq!(runs.len(), 3);
         assert_eq!(runs[1], (Face::Cjk, "李雷".to_string()));

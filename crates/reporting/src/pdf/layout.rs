@@ -3,6 +3,8 @@
 //! the drawing primitives the report needs. Coordinates are points with y measured
 //! from the top of the page; they are flipped to PDF's bottom-up space when emitted.
 
+use std::collections::BTreeSet;
+
 use printpdf::{
     Color, FontId, Line, LinePoint, Op, PaintMode, PdfDocument, PdfFontHandle, Point, Polygon,
     PolygonRing, Pt, Rect, Rgb, TextItem, TextMatrix, WindingOrder, XObjectId, XObjectTransform,
@@ -222,13 +224,19 @@ pub(crate) fn cap_lines(fonts: &FontSet, lines: &mut Vec<WrappedLine>, max: usiz
     }
     lines.truncate(max.max(1));
     if let Some(last) = lines.last_mut() {
-        let weight = last.pieces.last().map_or(Weight::Regular, |(_, s)| s.weight);
+        let weight = last
+            .pieces
+            .last()
+            .map_or(Weight::Regular, |(_, s)| s.weight);
         let x = last.width;
-        last.pieces.push((x, Span {
-            text: "…".into(),
-            weight,
-            color: GREY,
-        }));
+        last.pieces.push((
+            x,
+            Span {
+                text: "…".into(),
+                weight,
+                color: GREY,
+            },
+        ));
         last.width += fonts.width("…", weight, size);
     }
 }
@@ -283,7 +291,8 @@ pub(crate) struct FontIds {
     pub(crate) regular: FontId,
     pub(crate) bold: FontId,
     pub(crate) cjk: FontId,
-    pub(crate) cjk_used: bool,
+    /// The characters drawn with each face (regular, bold, CJK), for subsetting.
+    pub(crate) used: [BTreeSet<char>; 3],
 }
 
 /// The flowing writer: pages of operations and a cursor.
@@ -327,19 +336,14 @@ impl<'a> Writer<'a> {
         }
     }
 
-    pub(crate) fn remaining(&self) -> f32 {
-        self.geo.bottom - self.y
-    }
-
-    fn handle(&mut self, face: Face) -> PdfFontHandle {
-        PdfFontHandle::External(match face {
-            Face::Regular => self.ids.regular.clone(),
-            Face::Bold => self.ids.bold.clone(),
-            Face::Cjk => {
-                self.ids.cjk_used = true;
-                self.ids.cjk.clone()
-            }
-        })
+    fn handle(&mut self, face: Face, text: &str) -> PdfFontHandle {
+        let (id, used) = match face {
+            Face::Regular => (&self.ids.regular, &mut self.ids.used[0]),
+            Face::Bold => (&self.ids.bold, &mut self.ids.used[1]),
+            Face::Cjk => (&self.ids.cjk, &mut self.ids.used[2]),
+        };
+        used.extend(text.chars());
+        PdfFontHandle::External(id.clone())
     }
 
     /// Text operations drawing `text` with its left end of the baseline at (x, y),
@@ -355,12 +359,15 @@ impl<'a> Writer<'a> {
         color: Rgbf,
         angle: f32,
     ) -> Vec<Op> {
-        let mut ops = vec![Op::StartTextSection, Op::SetFillColor { col: color.color() }];
+        let mut ops = vec![
+            Op::StartTextSection,
+            Op::SetFillColor { col: color.color() },
+        ];
         let (sin, cos) = angle.sin_cos();
         let mut advance = 0.0;
         let page_h = self.geo.height;
         for (face, run) in self.fonts.runs(text, weight) {
-            let handle = self.handle(face);
+            let handle = self.handle(face, &run);
             let px = x + advance * cos;
             let py = page_h - y + advance * sin;
             ops.push(Op::SetFont {
@@ -537,23 +544,22 @@ impl<'a> Writer<'a> {
         });
     }
 
-    /// Registers the fonts the pages use with `doc` under the ids the ops refer to.
+    /// Registers the fonts the pages use with `doc` under the ids the ops refer to,
+    /// each subset to the characters drawn with it.
     pub(crate) fn register_fonts(&self, doc: &mut PdfDocument) {
         use printpdf::PdfFont;
-        let fonts = &mut doc.resources.fonts.map;
-        fonts.insert(
-            self.ids.regular.clone(),
-            PdfFont::new(self.fonts.regular.parsed.clone()),
-        );
-        fonts.insert(
-            self.ids.bold.clone(),
-            PdfFont::new(self.fonts.bold.parsed.clone()),
-        );
-        if self.ids.cjk_used {
-            fonts.insert(
-                self.ids.cjk.clone(),
-                PdfFont::new(self.fonts.cjk.parsed.clone()),
-            );
+        let faces = [
+            (&self.ids.regular, &self.fonts.regular),
+            (&self.ids.bold, &self.fonts.bold),
+            (&self.ids.cjk, &self.fonts.cjk),
+        ];
+        for ((id, face), used) in faces.into_iter().zip(&self.ids.used) {
+            if !used.is_empty() {
+                doc.resources
+                    .fonts
+                    .map
+                    .insert(id.clone(), PdfFont::new(face.subset(used)));
+            }
         }
     }
 }

@@ -5,8 +5,8 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use reporting::pdf::{
-    Addendum, ColourMap, Decision, Finding, KeyImage, Legend, LegendEntry, ModelInfo,
-    Organisation, Reference, ReportDocument, ReportSections, Signature, Study, Urgency,
+    Addendum, ColourMap, Decision, Finding, KeyImage, Legend, LegendEntry, ModelInfo, Organisation,
+    Reference, ReportDocument, ReportSections, Signature, Study, Urgency,
 };
 
 /// Encodes raw 8-bit pixels as PNG.
@@ -26,7 +26,10 @@ pub fn encode_png(width: u32, height: u32, colour: png::ColorType, pixels: &[u8]
 /// blob (the "bleed") whose position depends on `seed`.
 pub fn phantom_png(size: u32, seed: u32) -> Vec<u8> {
     let n = size as f32;
-    let (bx, by) = (0.35 + 0.1 * (seed % 3) as f32, 0.4 + 0.08 * (seed % 4) as f32);
+    let (bx, by) = (
+        0.35 + 0.1 * (seed % 3) as f32,
+        0.4 + 0.08 * (seed % 4) as f32,
+    );
     let mut px = Vec::with_capacity((size * size) as usize);
     for y in 0..size {
         for x in 0..size {
@@ -51,7 +54,10 @@ pub fn phantom_png(size: u32, seed: u32) -> Vec<u8> {
 /// The phantom with a jet-coloured heatmap blended over the blob, as RGB.
 pub fn overlay_png(size: u32, seed: u32) -> Vec<u8> {
     let n = size as f32;
-    let (bx, by) = (0.35 + 0.1 * (seed % 3) as f32, 0.4 + 0.08 * (seed % 4) as f32);
+    let (bx, by) = (
+        0.35 + 0.1 * (seed % 3) as f32,
+        0.4 + 0.08 * (seed % 4) as f32,
+    );
     let mut px = Vec::with_capacity((size * size * 3) as usize);
     for y in 0..size {
         for x in 0..size {
@@ -78,10 +84,34 @@ pub fn reference_list() -> Vec<Reference> {
         ("PMID:33152114", "Volumetric assessment of intracerebral haemorrhage and outcome", 2021, "Stroke"),
     ];
     let guidelines = [
-        ("GL:fleischner-2017", "Guidelines for management of incidental pulmonary nodules detected on CT images", 2017, "Fleischner Society", "https://pubs.rsna.org/doi/10.1148/radiol.2017161659"),
-        ("GL:aha-ich-2022", "Guideline for the management of patients with spontaneous intracerebral hemorrhage", 2022, "American Heart Association / American Stroke Association", "https://www.ahajournals.org/doi/10.1161/STR.0000000000000407"),
-        ("GL:nice-head-injury-2023", "Head injury: assessment and early management", 2023, "NICE guideline NG232", "https://www.nice.org.uk/guidance/ng232"),
-        ("GL:acr-appropriateness-headache", "ACR Appropriateness Criteria: headache", 2019, "American College of Radiology", "https://acsearch.acr.org/list"),
+        (
+            "GL:fleischner-2017",
+            "Guidelines for management of incidental pulmonary nodules detected on CT images",
+            2017,
+            "Fleischner Society",
+            "https://pubs.rsna.org/doi/10.1148/radiol.2017161659",
+        ),
+        (
+            "GL:aha-ich-2022",
+            "Guideline for the management of patients with spontaneous intracerebral hemorrhage",
+            2022,
+            "American Heart Association / American Stroke Association",
+            "https://www.ahajournals.org/doi/10.1161/STR.0000000000000407",
+        ),
+        (
+            "GL:nice-head-injury-2023",
+            "Head injury: assessment and early management",
+            2023,
+            "NICE guideline NG232",
+            "https://www.nice.org.uk/guidance/ng232",
+        ),
+        (
+            "GL:acr-appropriateness-headache",
+            "ACR Appropriateness Criteria: headache",
+            2019,
+            "American College of Radiology",
+            "https://acsearch.acr.org/list",
+        ),
     ];
     pubmed
         .iter()
@@ -92,13 +122,17 @@ pub fn reference_list() -> Vec<Reference> {
             source: (*source).into(),
             url: None,
         })
-        .chain(guidelines.iter().map(|(id, title, year, source, url)| Reference {
-            id: (*id).into(),
-            title: (*title).into(),
-            year: Some(*year),
-            source: (*source).into(),
-            url: Some((*url).into()),
-        }))
+        .chain(
+            guidelines
+                .iter()
+                .map(|(id, title, year, source, url)| Reference {
+                    id: (*id).into(),
+                    title: (*title).into(),
+                    year: Some(*year),
+                    source: (*source).into(),
+                    url: Some((*url).into()),
+                }),
+        )
         .collect()
 }
 
@@ -114,16 +148,48 @@ pub fn findings() -> Vec<Finding> {
         model: Some("ich-efficientnet-b0 demo 0.3.1".into()),
     };
     vec![
-        f("Intraparenchymal haemorrhage", 0.912, 0.5, Urgency::Stat, Decision::Accepted, Some("Dr Amara Okafor")),
-        f("Subdural haemorrhage", 0.274, 0.45, Urgency::Routine, Decision::Rejected, Some("Dr Amara Okafor")),
-        f("Intraventricular haemorrhage", 0.633, 0.5, Urgency::Urgent, Decision::Edited, Some("Dr Amara Okafor")),
-        f("Subarachnoid haemorrhage", 0.081, 0.4, Urgency::Routine, Decision::Pending, None),
+        f(
+            "Intraparenchymal haemorrhage",
+            0.912,
+            0.5,
+            Urgency::Stat,
+            Decision::Accepted,
+            Some("Dr Amara Okafor"),
+        ),
+        f(
+            "Subdural haemorrhage",
+            0.274,
+            0.45,
+            Urgency::Routine,
+            Decision::Rejected,
+            Some("Dr Amara Okafor"),
+        ),
+        f(
+            "Intraventricular haemorrhage",
+            0.633,
+            0.5,
+            Urgency::Urgent,
+            Decision::Edited,
+            Some("Dr Amara Okafor"),
+        ),
+        f(
+            "Subarachnoid haemorrhage",
+            0.081,
+            0.4,
+            Urgency::Routine,
+            Decision::Pending,
+            None,
+        ),
     ]
 }
 
 /// The full case of the issue: two studies, overlays, ten references.
 pub fn full_case(signed: bool, pseudonym: &str) -> ReportDocument {
-    let t = |h| Utc.with_ymd_and_hms(2026, 11, 23, h, 12, 0).single().expect("valid time");
+    let t = |h| {
+        Utc.with_ymd_and_hms(2026, 11, 23, h, 12, 0)
+            .single()
+            .expect("valid time")
+    };
     ReportDocument {
         organisation: Organisation {
             name: "St Elsewhere University Hospital — Department of Radiology".into(),
