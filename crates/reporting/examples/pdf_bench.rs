@@ -1,4 +1,4 @@
-//! Times `render_report_pdf` for the issue's benchmark case: a report of about four
+//! Times `render_report_pdf` for the issue's benchmark case (goal < 300 ms): a report of five
 //! pages with four key images (two with overlays), signed, Unicode pseudonym.
 //!
 //! ```text

@@ -304,7 +304,7 @@ pub fn long_case(paragraphs: usize, rows: usize) -> ReportDocument {
     doc
 }
 
-/// The benchmark's report: about four pages with four key images.
+/// The benchmark's report: five A4 pages with four key images (six pictures of 512 × 512).
 pub fn bench_case() -> ReportDocument {
     let mut doc = full_case(true, "Zoë Ångström");
     doc.key_images = (0..4)
