@@ -1,4 +1,5 @@
-//! LLM drafting with citation checks, the built-in template writer and PDF rendering.
+//! LLM drafting with citation checks, the built-in template writer and PDF
+//! rendering ([`pdf::render_report_pdf`]).
 //!
 //! Drafting needs no database and no web server: the server maps its rows into
 //! [`CaseContext`], [`Finding`] and [`Passage`], builds one [`Drafter`] from
@@ -21,6 +22,7 @@
 //! ```
 
 mod builtin;
+pub mod pdf;
 mod draft;
 mod llm;
 mod prompt;

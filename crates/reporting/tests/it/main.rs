@@ -1,8 +1,10 @@
-//! One integration-test binary for `reporting`.
+//! One integration-test binary for `reporting`, modules per feature.
 
 mod builtin_writer;
 mod drafting;
 mod fixtures;
 mod llm_wire;
+mod pdf;
+mod pdf_fixtures;
 mod stand_in;
 mod verification;
