@@ -149,7 +149,7 @@ fn sentences(text: &str) -> Vec<&str> {
 pub fn tags_from_mesh(mesh: &[String]) -> (Vec<String>, Vec<String>) {
     let mut modalities = Vec::new();
     let mut parts = Vec::new();
-    let mut add = |v: &mut Vec<String>, s: &str| {
+    let add = |v: &mut Vec<String>, s: &str| {
         if !v.iter().any(|x| x == s) {
             v.push(s.to_string());
         }

@@ -94,10 +94,13 @@ fn open_shard(path: &Path) -> Result<EdgeShard> {
                 .map(|k| (*k, PayloadSchemaType::Integer)),
         );
     for (key, schema) in indexes {
+        let field_name: JsonPath = key
+            .parse()
+            .map_err(|_| store_err(format!("bad payload key {key}")))?;
         shard
             .update(UpdateOperation::FieldIndexOperation(
                 FieldIndexOperations::CreateIndex(CreateIndex {
-                    field_name: JsonPath::new(key),
+                    field_name,
                     field_schema: Some(PayloadFieldSchema::FieldType(schema)),
                 }),
             ))

@@ -9,6 +9,7 @@ use qdrant_client::qdrant::{
     Modifier, NamedVectors, PointStruct, PrefetchQueryBuilder, Query, QueryPointsBuilder, Range,
     RrfBuilder, SearchParamsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
     UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
+    VectorsSelector,
 };
 use qdrant_client::{Payload, Qdrant};
 
@@ -217,7 +218,9 @@ impl VectorStore for ServerStore {
         let mut req = QueryPointsBuilder::new(self.name(collection))
             .limit(q.limit as u64)
             .with_payload(true)
-            .with_vectors(vec![DENSE.to_string()]);
+            .with_vectors(VectorsSelector {
+                names: vec![DENSE.to_string()],
+            });
         if let Some(f) = &f {
             req = req.filter(f.clone());
         }
