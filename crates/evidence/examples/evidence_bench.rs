@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use evidence::embed::{check_model_dir, default_model_dir, Embedder, BATCH};
 use evidence::sparse::{Bm25, SparseVector};
-use evidence::store::{Chunk, Collection, EdgeStore, Filter, Mode, Point, SourceType, StoreQuery, VectorStore};
+use evidence::store::{
+    Chunk, Collection, EdgeStore, Filter, Mode, Point, SourceType, StoreQuery, VectorStore,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -43,7 +45,10 @@ fn embedding_throughput(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     // Chunk-like texts: guideline sentences recombined, 40 to 120 words.
     let words: Vec<&str> = include_str!("../../../corpus/guidelines/fleischner-2017.md")
         .split_whitespace()
-        .filter(|w| w.chars().all(|c| c.is_alphanumeric() || ",.;:()-".contains(c)))
+        .filter(|w| {
+            w.chars()
+                .all(|c| c.is_alphanumeric() || ",.;:()-".contains(c))
+        })
         .collect();
     let mut rng = StdRng::seed_from_u64(7);
     let texts: Vec<String> = (0..n)
@@ -99,7 +104,11 @@ impl Synth {
                 v
             })
             .collect();
-        Self { rng, centroids, vocab: 30_000 }
+        Self {
+            rng,
+            centroids,
+            vocab: 30_000,
+        }
     }
 
     fn dense(&mut self, spread: f32) -> Vec<f32> {
@@ -119,7 +128,10 @@ impl Synth {
     }
 
     fn text(&mut self, words: usize) -> String {
-        (0..words).map(|_| format!("t{}", self.term())).collect::<Vec<_>>().join(" ")
+        (0..words)
+            .map(|_| format!("t{}", self.term()))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

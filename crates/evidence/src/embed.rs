@@ -29,7 +29,9 @@ pub struct Embedder {
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Embedder").field("device", &self.device).finish()
+        f.debug_struct("Embedder")
+            .field("device", &self.device)
+            .finish()
     }
 }
 
@@ -86,7 +88,8 @@ impl Embedder {
         }));
         // Read into memory rather than mmap: the workspace forbids `unsafe`,
         // and 90 MB read once is cheap next to the model's lifetime.
-        let vb = VarBuilder::from_buffered_safetensors(read("model.safetensors")?, DType::F32, &device)?;
+        let vb =
+            VarBuilder::from_buffered_safetensors(read("model.safetensors")?, DType::F32, &device)?;
         let model = BertModel::load(vb, &config)?;
         Ok(Self {
             model,

@@ -39,7 +39,8 @@ impl EvidenceConfig {
         Self {
             qdrant_url: var("MEDVISION_QDRANT_URL"),
             qdrant_api_key: var("MEDVISION_QDRANT_API_KEY"),
-            collection_prefix: var("MEDVISION_QDRANT_PREFIX").unwrap_or_else(|| "medvision_".into()),
+            collection_prefix: var("MEDVISION_QDRANT_PREFIX")
+                .unwrap_or_else(|| "medvision_".into()),
             model_dir: var("MEDVISION_EMBEDDER_DIR").map(PathBuf::from),
         }
     }
@@ -350,9 +351,11 @@ impl Evidence {
             )?);
         }
         hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(b.dense_similarity.unwrap_or(0.0).total_cmp(&a.dense_similarity.unwrap_or(0.0)))
+            b.score.total_cmp(&a.score).then(
+                b.dense_similarity
+                    .unwrap_or(0.0)
+                    .total_cmp(&a.dense_similarity.unwrap_or(0.0)),
+            )
         });
         let query_terms: HashSet<String> = terms(text).into_iter().collect();
         let mut seen = HashSet::new();

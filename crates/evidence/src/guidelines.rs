@@ -166,7 +166,11 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Guideline>> {
         if let Some(other) = out.iter().find(|o| o.meta.id == g.meta.id) {
             return Err(Error::Guideline {
                 path: p.clone(),
-                message: format!("id {:?} is also used by {}", g.meta.id, other.path.display()),
+                message: format!(
+                    "id {:?} is also used by {}",
+                    g.meta.id,
+                    other.path.display()
+                ),
             });
         }
         out.push(g);

@@ -98,7 +98,11 @@ fn normalise(word: &str) -> String {
     }
     // Plural `s` only: a full stemmer would merge terms radiologists keep
     // apart (e.g. "calcified" vs "calcification").
-    if w.len() > 4 && w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") && !w.ends_with("is")
+    if w.len() > 4
+        && w.ends_with('s')
+        && !w.ends_with("ss")
+        && !w.ends_with("us")
+        && !w.ends_with("is")
     {
         w.pop();
     }

@@ -173,12 +173,27 @@ pub fn tags_from_mesh(mesh: &[String]) -> (Vec<String>, Vec<String>) {
             add(&mut modalities, "pt");
         }
         const CHEST: [&str; 9] = [
-            "lung", "pulmonary", "thora", "pleura", "pneumothorax", "cardiomegaly", "heart",
-            "mediastin", "chest",
+            "lung",
+            "pulmonary",
+            "thora",
+            "pleura",
+            "pneumothorax",
+            "cardiomegaly",
+            "heart",
+            "mediastin",
+            "chest",
         ];
         const HEAD: [&str; 10] = [
-            "brain", "cerebr", "intracranial", "cranio", "glio", "head", "subarachnoid",
-            "subdural", "epidural", "skull",
+            "brain",
+            "cerebr",
+            "intracranial",
+            "cranio",
+            "glio",
+            "head",
+            "subarachnoid",
+            "subdural",
+            "epidural",
+            "skull",
         ];
         if CHEST.iter().any(|k| l.contains(k)) {
             add(&mut parts, "chest");
@@ -200,7 +215,10 @@ mod tests {
         let parts = split_words(s, 8);
         assert_eq!(
             parts,
-            vec!["One two three four. Five six seven eight.", "Nine ten eleven twelve."]
+            vec![
+                "One two three four. Five six seven eight.",
+                "Nine ten eleven twelve."
+            ]
         );
         assert_eq!(split_words("short text", 8), vec!["short text"]);
     }

@@ -134,13 +134,21 @@ impl EutilsClient {
                 "efetch takes 1 to {FETCH_BATCH} PMIDs"
             )));
         }
-        if let Some(bad) = pmids.iter().find(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        if let Some(bad) = pmids
+            .iter()
+            .find(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Err(Error::InvalidInput(format!("{bad:?} is not a PMID")));
         }
         let ids = pmids.join(",");
         self.get(
             "efetch.fcgi",
-            &[("db", "pubmed"), ("id", &ids), ("retmode", "xml"), ("rettype", "abstract")],
+            &[
+                ("db", "pubmed"),
+                ("id", &ids),
+                ("retmode", "xml"),
+                ("rettype", "abstract"),
+            ],
         )
         .await
     }

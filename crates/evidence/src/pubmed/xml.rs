@@ -168,7 +168,11 @@ impl Parser {
             e.try_get_attribute(key)
                 .ok()
                 .flatten()
-                .and_then(|a| a.unescape_value().ok().map(|v| v.trim().to_string()))
+                .and_then(|a| {
+                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .ok()
+                        .map(|v| v.trim().to_string())
+                })
                 .filter(|v| !v.is_empty())
         };
         self.stack.push(name.clone());

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard,
-    EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder, FieldIndexOperations, Filter as QFilter,
-    Fusion, JsonPath, Modifier, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointInsertOperations,
-    PointOperations, PointStruct, Prefetch, QueryEnum, QueryRequest, ScoringQuery, SearchParams,
-    UpdateOperation, Vector, VectorInternal, VectorStructInternal, Vectors, WithPayloadInterface,
-    WithVector,
+    EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder, FieldIndexOperations,
+    Filter as QFilter, Fusion, JsonPath, Modifier, NamedQuery, PayloadFieldSchema,
+    PayloadSchemaType, PointInsertOperations, PointOperations, PointStruct, Prefetch, QueryEnum,
+    QueryRequest, ScoringQuery, SearchParams, UpdateOperation, Vector, VectorInternal,
+    VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
 };
 use serde_json::{json, Value};
 
@@ -141,7 +141,11 @@ fn to_point(p: &Point) -> Result<PointStruct> {
         (SPARSE.to_string(), sparse),
     ]);
     let payload = payload::to_payload(&p.chunk)?;
-    Ok(PointStruct::new(point_id(&p.chunk), vectors, Value::Object(payload)))
+    Ok(PointStruct::new(
+        point_id(&p.chunk),
+        vectors,
+        Value::Object(payload),
+    ))
 }
 
 impl VectorStore for EdgeStore {
@@ -160,9 +164,9 @@ impl VectorStore for EdgeStore {
             .collect::<Result<Vec<_>>>()?;
         let shard = self.shard(collection)?;
         shard
-            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(
-                PointInsertOperations::PointsList(list),
-            )))
+            .update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(list)),
+            ))
             .map_err(store_err)?;
         shard.flush();
         Ok(())
@@ -205,8 +209,9 @@ impl VectorStore for EdgeStore {
             using: Some(DENSE.to_string()),
         }));
         let sparse = || -> Result<ScoringQuery> {
-            let v = qdrant_edge::SparseVector::new(q.sparse.indices.clone(), q.sparse.values.clone())
-                .map_err(store_err)?;
+            let v =
+                qdrant_edge::SparseVector::new(q.sparse.indices.clone(), q.sparse.values.clone())
+                    .map_err(store_err)?;
             Ok(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
                 query: VectorInternal::Sparse(v),
                 using: Some(SPARSE.to_string()),
@@ -248,10 +253,8 @@ impl VectorStore for EdgeStore {
         points
             .into_iter()
             .map(|p| {
-                let chunk = payload::from_payload(
-                    BACKEND,
-                    p.payload.map(|pl| pl.0).unwrap_or_default(),
-                )?;
+                let chunk =
+                    payload::from_payload(BACKEND, p.payload.map(|pl| pl.0).unwrap_or_default())?;
                 let dense_similarity = match p.vector {
                     Some(VectorStructInternal::Named(m)) => match m.get(DENSE) {
                         Some(VectorInternal::Dense(v)) => Some(dot(v, q.dense)),

@@ -247,7 +247,9 @@ pub(crate) fn validate_points(collection: Collection, points: &[Point]) -> Resul
             )));
         }
         if p.chunk.chunk_id.trim().is_empty() || p.chunk.passage.trim().is_empty() {
-            return Err(Error::InvalidInput("chunk id and passage must not be empty".into()));
+            return Err(Error::InvalidInput(
+                "chunk id and passage must not be empty".into(),
+            ));
         }
     }
     Ok(())
@@ -280,7 +282,14 @@ pub(crate) fn validate_query(collection: Collection, q: &StoreQuery<'_>) -> Resu
 pub(crate) fn point_id(chunk: &Chunk) -> u64 {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(chunk.org.as_ref().map(OrgId::as_str).unwrap_or("").as_bytes());
+    h.update(
+        chunk
+            .org
+            .as_ref()
+            .map(OrgId::as_str)
+            .unwrap_or("")
+            .as_bytes(),
+    );
     h.update([0u8]);
     h.update(chunk.chunk_id.as_bytes());
     let d = h.finalize();

@@ -8,7 +8,8 @@ use super::{Chunk, Collection, Filter};
 use crate::error::{Error, Result};
 
 /// Payload keys filtered on; each gets a payload index.
-pub(crate) const KEYWORD_FIELDS: [&str; 5] = ["doc_id", "source", "modalities", "body_parts", "org"];
+pub(crate) const KEYWORD_FIELDS: [&str; 5] =
+    ["doc_id", "source", "modalities", "body_parts", "org"];
 pub(crate) const INTEGER_FIELDS: [&str; 1] = ["year"];
 
 /// Reciprocal rank fusion constant: 60 as in Cormack et al. (2009), so a
@@ -17,11 +18,23 @@ pub(crate) const RRF_K: usize = 60;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Cond {
-    Is { key: &'static str, value: String },
-    AnyOf { key: &'static str, values: Vec<String> },
+    Is {
+        key: &'static str,
+        value: String,
+    },
+    AnyOf {
+        key: &'static str,
+        values: Vec<String>,
+    },
     /// The field contains `value` or has no value at all.
-    IsOrEmpty { key: &'static str, value: String },
-    YearIn { from: i32, to: i32 },
+    IsOrEmpty {
+        key: &'static str,
+        value: String,
+    },
+    YearIn {
+        from: i32,
+        to: i32,
+    },
 }
 
 /// The conditions a filter means in `collection`. The organisation applies
@@ -51,7 +64,11 @@ pub(crate) fn conditions(collection: Collection, f: &Filter) -> Vec<Cond> {
     if !f.source_types.is_empty() {
         c.push(Cond::AnyOf {
             key: "source",
-            values: f.source_types.iter().map(|s| s.as_str().to_string()).collect(),
+            values: f
+                .source_types
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
         });
     }
     if let Some((from, to)) = f.year_range {
@@ -83,7 +100,9 @@ pub(crate) fn doc_conditions(
 pub(crate) fn to_payload(chunk: &Chunk) -> Result<Map<String, Value>> {
     match serde_json::to_value(chunk) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::InvalidInput("chunk did not serialise to an object".into())),
+        Ok(_) => Err(Error::InvalidInput(
+            "chunk did not serialise to an object".into(),
+        )),
         Err(e) => Err(Error::InvalidInput(format!("chunk payload: {e}"))),
     }
 }

@@ -5,9 +5,9 @@
 
 use qdrant_client::qdrant::{
     vector_output, Condition, CountPointsBuilder, CreateCollectionBuilder,
-    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
-    Modifier, NamedVectors, PointStruct, PrefetchQueryBuilder, Query, QueryPointsBuilder, Range,
-    RrfBuilder, SearchParamsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
+    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter, Modifier,
+    NamedVectors, PointStruct, PrefetchQueryBuilder, Query, QueryPointsBuilder, Range, RrfBuilder,
+    SearchParamsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
     UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
     VectorsSelector,
 };
@@ -74,7 +74,12 @@ impl ServerStore {
     async fn ensure_collections(&self) -> Result<()> {
         for c in Collection::ALL {
             let name = self.name(c);
-            if self.client.collection_exists(&name).await.map_err(store_err)? {
+            if self
+                .client
+                .collection_exists(&name)
+                .await
+                .map_err(store_err)?
+            {
                 continue;
             }
             let mut vectors = VectorsConfigBuilder::default();
@@ -98,7 +103,11 @@ impl ServerStore {
             let fields = payload::KEYWORD_FIELDS
                 .iter()
                 .map(|k| (*k, FieldType::Keyword))
-                .chain(payload::INTEGER_FIELDS.iter().map(|k| (*k, FieldType::Integer)));
+                .chain(
+                    payload::INTEGER_FIELDS
+                        .iter()
+                        .map(|k| (*k, FieldType::Integer)),
+                );
             for (key, ty) in fields {
                 self.client
                     .create_field_index(
@@ -116,22 +125,24 @@ fn filter(conds: &[Cond]) -> Option<Filter> {
     if conds.is_empty() {
         return None;
     }
-    Some(Filter::must(conds.iter().map(|c| match c {
-        Cond::Is { key, value } => Condition::matches(*key, value.clone()),
-        Cond::AnyOf { key, values } => Condition::matches(*key, values.clone()),
-        Cond::IsOrEmpty { key, value } => Filter::should([
-            Condition::matches(*key, value.clone()),
-            Condition::is_empty(*key),
-        ])
-        .into(),
-        Cond::YearIn { from, to } => Condition::range(
-            "year",
-            Range {
-                gte: Some(f64::from(*from)),
-                lte: Some(f64::from(*to)),
-                ..Default::default()
-            },
-        ),
+    Some(Filter::must(conds.iter().map(|c| {
+        match c {
+            Cond::Is { key, value } => Condition::matches(*key, value.clone()),
+            Cond::AnyOf { key, values } => Condition::matches(*key, values.clone()),
+            Cond::IsOrEmpty { key, value } => Filter::should([
+                Condition::matches(*key, value.clone()),
+                Condition::is_empty(*key),
+            ])
+            .into(),
+            Cond::YearIn { from, to } => Condition::range(
+                "year",
+                Range {
+                    gte: Some(f64::from(*from)),
+                    lte: Some(f64::from(*to)),
+                    ..Default::default()
+                },
+            ),
+        }
     })))
 }
 
@@ -159,8 +170,9 @@ impl VectorStore for ServerStore {
         let list = points.iter().map(to_point).collect::<Result<Vec<_>>>()?;
         self.rt
             .block_on(
-                self.client
-                    .upsert_points(UpsertPointsBuilder::new(self.name(collection), list).wait(true)),
+                self.client.upsert_points(
+                    UpsertPointsBuilder::new(self.name(collection), list).wait(true),
+                ),
             )
             .map_err(store_err)?;
         Ok(())

@@ -68,6 +68,8 @@ fn empty_text_is_refused() {
     let Some(model) = embedder("empty_text_is_refused") else {
         return;
     };
-    let err = model.embed(&["fine", "  "]).expect_err("empty text refused");
+    let err = model
+        .embed(&["fine", "  "])
+        .expect_err("empty text refused");
     assert!(matches!(err, evidence::Error::InvalidInput(_)), "{err}");
 }

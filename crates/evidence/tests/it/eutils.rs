@@ -42,9 +42,10 @@ const ESEARCH_ERROR: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
 <eSearchResult><ERROR>Invalid query: unbalanced parentheses</ERROR></eSearchResult>"#;
 
 async fn handle(State(st): State<StandIn>, uri: Uri) -> Response {
-    let query: BTreeMap<String, String> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
+    let query: BTreeMap<String, String> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
     let path = uri.path().to_string();
     st.seen.lock().expect("lock").push(Seen {
         path: path.clone(),
@@ -84,7 +85,9 @@ async fn stand_in(efetch_failures: Vec<u16>) -> (String, StandIn) {
         ),
     };
     let app = Router::new().fallback(handle).with_state(st.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -180,18 +183,27 @@ async fn an_api_key_is_sent_and_allows_ten_requests_a_second() {
     }
     let seen = st.seen.lock().expect("lock").clone();
     assert_eq!(seen.len(), 4);
-    assert!(seen.iter().all(|s| s.query.get("api_key").map(String::as_str) == Some("k3y")));
+    assert!(seen
+        .iter()
+        .all(|s| s.query.get("api_key").map(String::as_str) == Some("k3y")));
     let gap = min_gap(&seen);
     assert!(gap >= Duration::from_millis(90), "requests {gap:?} apart");
     // ...and no slower than the keyed limit requires.
-    assert!(started.elapsed() < Duration::from_millis(1200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn persistent_server_errors_give_up_after_the_retries_and_client_errors_at_once() {
     let (base, st) = stand_in(vec![503, 503, 503, 503]).await;
     let client = EutilsClient::new(config(base.clone(), Some("k"))).expect("client");
-    let err = client.efetch(&["99000001".into()]).await.expect_err("fails");
+    let err = client
+        .efetch(&["99000001".into()])
+        .await
+        .expect_err("fails");
     match err {
         Error::HttpStatus {
             status, attempts, ..
@@ -205,8 +217,21 @@ async fn persistent_server_errors_give_up_after_the_retries_and_client_errors_at
 
     let (base, st) = stand_in(vec![400]).await;
     let client = EutilsClient::new(config(base, Some("k"))).expect("client");
-    let err = client.efetch(&["99000001".into()]).await.expect_err("fails");
-    assert!(matches!(err, Error::HttpStatus { status: 400, attempts: 1, .. }), "{err}");
+    let err = client
+        .efetch(&["99000001".into()])
+        .await
+        .expect_err("fails");
+    assert!(
+        matches!(
+            err,
+            Error::HttpStatus {
+                status: 400,
+                attempts: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(st.seen.lock().expect("lock").len(), 1);
 }
 
@@ -214,13 +239,22 @@ async fn persistent_server_errors_give_up_after_the_retries_and_client_errors_at
 async fn bad_input_and_ncbi_errors_are_reported_without_requests_where_possible() {
     let (base, st) = stand_in(vec![]).await;
     let client = EutilsClient::new(config(base, Some("k"))).expect("client");
-    assert!(matches!(client.esearch("  ", 5).await, Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        client.esearch("  ", 5).await,
+        Err(Error::InvalidInput(_))
+    ));
     assert!(matches!(
         client.efetch(&["12ab".into()]).await,
         Err(Error::InvalidInput(_))
     ));
-    assert!(matches!(client.efetch(&[]).await, Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        client.efetch(&[]).await,
+        Err(Error::InvalidInput(_))
+    ));
     assert_eq!(st.seen.lock().expect("lock").len(), 0);
     let err = client.esearch("nodule (", 5).await.expect_err("NCBI error");
-    assert!(matches!(&err, Error::Xml { message, .. } if message.contains("unbalanced")), "{err}");
+    assert!(
+        matches!(&err, Error::Xml { message, .. } if message.contains("unbalanced")),
+        "{err}"
+    );
 }

@@ -27,9 +27,13 @@ fn pubmed_xml_ingest_counts_replaces_revisions_and_applies_deletions() {
         return;
     };
     let pm = fixtures().join("pubmed");
-    let c = ev.ingest_pubmed_xml(&pm.join("efetch-chest.xml")).expect("ingest");
+    let c = ev
+        .ingest_pubmed_xml(&pm.join("efetch-chest.xml"))
+        .expect("ingest");
     assert_eq!((c.documents, c.chunks, c.skipped, c.deleted), (2, 5, 1, 0));
-    let c = ev.ingest_pubmed_xml(&pm.join("medline-citation.xml")).expect("ingest");
+    let c = ev
+        .ingest_pubmed_xml(&pm.join("medline-citation.xml"))
+        .expect("ingest");
     assert_eq!((c.documents, c.chunks), (1, 4));
     let lit = evidence::store::Collection::Literature;
     assert_eq!(ev.store().count(lit, None).expect("count"), 9);
@@ -43,11 +47,17 @@ fn pubmed_xml_ingest_counts_replaces_revisions_and_applies_deletions() {
     assert_eq!(hits[0].id, "PMID:99000002");
     assert_eq!(hits[0].source, SourceType::Pubmed);
     assert_eq!(hits[0].year, Some(2021));
-    assert!(hits[0].why_matched.contains("pneumothorax"), "{}", hits[0].why_matched);
+    assert!(
+        hits[0].why_matched.contains("pneumothorax"),
+        "{}",
+        hits[0].why_matched
+    );
 
     // The update file revises 99000001 (four sections become one abstract)
     // and deletes 99000002.
-    let c = ev.ingest_pubmed_xml(&pm.join("medline-update.xml")).expect("ingest");
+    let c = ev
+        .ingest_pubmed_xml(&pm.join("medline-update.xml"))
+        .expect("ingest");
     assert_eq!((c.documents, c.chunks, c.deleted), (1, 1, 1));
     assert_eq!(ev.store().count(lit, None).expect("count"), 1 + 4);
     let hits = ev
@@ -59,7 +69,9 @@ fn pubmed_xml_ingest_counts_replaces_revisions_and_applies_deletions() {
     assert!(hits.iter().all(|h| h.id != "PMID:99000002"));
 
     // A file that is not PubMed XML changes nothing.
-    let err = ev.ingest_pubmed_xml(&pm.join("not-pubmed.xml")).expect_err("refused");
+    let err = ev
+        .ingest_pubmed_xml(&pm.join("not-pubmed.xml"))
+        .expect_err("refused");
     assert!(matches!(err, Error::Xml { .. }));
     assert_eq!(ev.store().count(lit, None).expect("count"), 5);
 }
@@ -79,8 +91,14 @@ fn signed_reports_are_found_only_by_their_organisation() {
         modality: Some("CT".into()),
         body_part: Some("chest".into()),
         sections: vec![
-            ("Findings".into(), "Solid 7 mm nodule in the right upper lobe.".into()),
-            ("Impression".into(), "Follow-up CT in 6 to 12 months.".into()),
+            (
+                "Findings".into(),
+                "Solid 7 mm nodule in the right upper lobe.".into(),
+            ),
+            (
+                "Impression".into(),
+                "Follow-up CT in 6 to 12 months.".into(),
+            ),
         ],
         url: None,
     };
@@ -113,10 +131,19 @@ fn search_refuses_bad_queries() {
     };
     ev.ingest_guidelines(&corpus_guidelines()).expect("ingest");
     for bad in [
-        Query { top_k: 0, ..query("nodule") },
-        Query { top_k: 101, ..query("nodule") },
+        Query {
+            top_k: 0,
+            ..query("nodule")
+        },
+        Query {
+            top_k: 101,
+            ..query("nodule")
+        },
         query("   "),
-        Query { year_range: Some((2024, 2001)), ..query("nodule") },
+        Query {
+            year_range: Some((2024, 2001)),
+            ..query("nodule")
+        },
     ] {
         let r = ev.search(&bad);
         assert!(matches!(r, Err(Error::InvalidInput(_))), "{bad:?}: {r:?}");
@@ -137,5 +164,8 @@ fn search_refuses_bad_queries() {
             ..query("pneumothorax on chest radiograph")
         })
         .expect("search");
-    assert!(hits.iter().all(|h| !h.id.contains("pneumothorax")), "{hits:?}");
+    assert!(
+        hits.iter().all(|h| !h.id.contains("pneumothorax")),
+        "{hits:?}"
+    );
 }

@@ -25,12 +25,21 @@ fn the_starter_corpus_parses_into_several_passages_per_guideline() {
     }
     for g in &all {
         let chunks = g.chunks();
-        assert!(chunks.len() >= 3, "{} has {} passages", g.meta.id, chunks.len());
+        assert!(
+            chunks.len() >= 3,
+            "{} has {} passages",
+            g.meta.id,
+            chunks.len()
+        );
         assert!(!g.meta.sources.is_empty(), "{} names no source", g.meta.id);
         for c in &chunks {
             assert_eq!(c.doc_id, format!("GL:{}", g.meta.id));
             assert!(c.chunk_id.starts_with(&c.doc_id));
-            assert!(c.passage.split_whitespace().count() <= 180, "{}", c.chunk_id);
+            assert!(
+                c.passage.split_whitespace().count() <= 180,
+                "{}",
+                c.chunk_id
+            );
             assert_eq!(c.year, Some(g.meta.year));
         }
         let mut ids: Vec<_> = chunks.iter().map(|c| c.chunk_id.clone()).collect();
@@ -52,9 +61,15 @@ fn malformed_guideline_files_are_refused_with_the_reason() {
         (&ok.replace("a-b", "A B"), "id must be"),
         (&ok.replace("2020", "20"), "year"),
         (&ok.replace("https://example.org", "ftp://x"), "url"),
-        (&ok.replace("## S\ntext\n", "intro\n## S\ntext\n"), "before the first"),
+        (
+            &ok.replace("## S\ntext\n", "intro\n## S\ntext\n"),
+            "before the first",
+        ),
         (&ok.replace("## S\ntext\n", "## S\n\n"), "no ## sections"),
-        (&ok.replace("year = 2020", "year = 2020\ncolour = \"red\""), "unknown field"),
+        (
+            &ok.replace("year = 2020", "year = 2020\ncolour = \"red\""),
+            "unknown field",
+        ),
     ] {
         match parse(bad, p) {
             Err(Error::Guideline { message, .. }) => {
@@ -69,7 +84,8 @@ fn malformed_guideline_files_are_refused_with_the_reason() {
 fn duplicate_ids_and_empty_folders_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(matches!(load_dir(dir.path()), Err(Error::Guideline { .. })));
-    let text = std::fs::read_to_string(corpus_guidelines().join("fleischner-2017.md")).expect("read");
+    let text =
+        std::fs::read_to_string(corpus_guidelines().join("fleischner-2017.md")).expect("read");
     std::fs::write(dir.path().join("a.md"), &text).expect("write");
     std::fs::write(dir.path().join("b.md"), &text).expect("write");
     match load_dir(dir.path()) {

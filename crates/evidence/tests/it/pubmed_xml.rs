@@ -19,20 +19,35 @@ fn efetch_article_set_yields_articles_with_all_fields() {
 
     let a = &set.articles[0];
     assert_eq!(a.pmid, "99000001");
-    assert!(a.title.starts_with("Adherence to follow-up recommendations"));
+    assert!(a
+        .title
+        .starts_with("Adherence to follow-up recommendations"));
     assert_eq!(a.journal, "Journal of Synthetic Thoracic Imaging");
     assert_eq!(a.year, Some(2019), "from MedlineDate \"2019 Feb-Mar\"");
     assert_eq!(a.doi.as_deref(), Some("10.99999/jsti.2019.0001"));
     assert_eq!(
         a.mesh,
-        vec!["Humans", "Solitary Pulmonary Nodule", "Tomography, X-Ray Computed"]
+        vec![
+            "Humans",
+            "Solitary Pulmonary Nodule",
+            "Tomography, X-Ray Computed"
+        ]
     );
     let cats: Vec<_> = a
         .abstract_sections
         .iter()
         .map(|s| s.category.as_deref().unwrap_or(""))
         .collect();
-    assert_eq!(cats, ["BACKGROUND", "OBJECTIVE", "METHODS", "RESULTS", "CONCLUSIONS"]);
+    assert_eq!(
+        cats,
+        [
+            "BACKGROUND",
+            "OBJECTIVE",
+            "METHODS",
+            "RESULTS",
+            "CONCLUSIONS"
+        ]
+    );
     assert_eq!(
         a.abstract_sections[2].label.as_deref(),
         Some("MATERIALS AND METHODS")
@@ -40,7 +55,10 @@ fn efetch_article_set_yields_articles_with_all_fields() {
     // Entities and character references resolved, inline markup kept as text.
     let methods = &a.abstract_sections[2].text;
     assert!(methods.contains("size < 1 cm"), "{methods}");
-    assert!(methods.contains("(n = 412 in the 6\u{2013}8 mm group)"), "{methods}");
+    assert!(
+        methods.contains("(n = 412 in the 6\u{2013}8 mm group)"),
+        "{methods}"
+    );
     let results = &a.abstract_sections[3].text;
     assert!(results.contains("P < .001"), "{results}");
     assert!(results.contains("103 mm3"), "{results}");
@@ -58,16 +76,27 @@ fn efetch_article_set_yields_articles_with_all_fields() {
 fn structured_abstracts_chunk_by_section_with_citation_payload() {
     let set = parse(open("efetch-chest.xml"), "efetch-chest.xml").expect("parses");
     let chunks = chunk_article(&set.articles[0]);
-    let sections: Vec<_> = chunks.iter().map(|c| c.section.clone().unwrap_or_default()).collect();
+    let sections: Vec<_> = chunks
+        .iter()
+        .map(|c| c.section.clone().unwrap_or_default())
+        .collect();
     // BACKGROUND and OBJECTIVE read as one Background passage.
-    assert_eq!(sections, ["Background", "Methods", "Results", "Conclusions"]);
-    assert!(chunks[0].passage.contains("Incidental solid pulmonary nodules"));
+    assert_eq!(
+        sections,
+        ["Background", "Methods", "Results", "Conclusions"]
+    );
+    assert!(chunks[0]
+        .passage
+        .contains("Incidental solid pulmonary nodules"));
     assert!(chunks[0].passage.contains("To measure how often"));
     let c = &chunks[2];
     assert_eq!(c.chunk_id, "PMID:99000001#results");
     assert_eq!(c.doc_id, "PMID:99000001");
     assert_eq!(c.year, Some(2019));
-    assert_eq!(c.url.as_deref(), Some("https://pubmed.ncbi.nlm.nih.gov/99000001/"));
+    assert_eq!(
+        c.url.as_deref(),
+        Some("https://pubmed.ncbi.nlm.nih.gov/99000001/")
+    );
     assert_eq!(c.extra["journal"], "Journal of Synthetic Thoracic Imaging");
     assert_eq!(c.extra["pmid"], "99000001");
     assert_eq!(c.extra["mesh"][1], "Solitary Pulmonary Nodule");
@@ -115,7 +144,10 @@ fn other_xml_and_broken_xml_are_refused_by_name() {
     assert!(matches!(err, Error::Xml { .. }), "{err}");
     assert!(matches!(parse_str("", "empty"), Err(Error::Xml { .. })));
     assert!(matches!(
-        parse_str("<PubmedArticleSet><PubmedArticle>&bogus;</PubmedArticle></PubmedArticleSet>", "x"),
+        parse_str(
+            "<PubmedArticleSet><PubmedArticle>&bogus;</PubmedArticle></PubmedArticleSet>",
+            "x"
+        ),
         Err(Error::Xml { .. })
     ));
 }

@@ -33,10 +33,12 @@ fn recall_at_5_on_the_starter_corpus_is_at_least_0_9() {
         Box::new(EdgeStore::open(dir.path()).expect("store")),
         embedder,
     );
-    ev.ingest_guidelines(&corpus_guidelines()).expect("guidelines");
+    ev.ingest_guidelines(&corpus_guidelines())
+        .expect("guidelines");
     let pm = fixtures().join("pubmed");
     for f in ["efetch-chest.xml", "medline-citation.xml"] {
-        ev.ingest_pubmed_xml(&pm.join(f)).expect("pubmed distractors");
+        ev.ingest_pubmed_xml(&pm.join(f))
+            .expect("pubmed distractors");
     }
 
     let text = std::fs::read_to_string(fixtures().join("retrieval/queries.json")).expect("queries");
@@ -54,7 +56,11 @@ fn recall_at_5_on_the_starter_corpus_is_at_least_0_9() {
             })
             .expect("search");
         let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
-        let found = q.relevant.iter().filter(|r| ids.contains(&r.as_str())).count();
+        let found = q
+            .relevant
+            .iter()
+            .filter(|r| ids.contains(&r.as_str()))
+            .count();
         recall += found as f64 / q.relevant.len() as f64;
         let rank = ids.iter().position(|id| q.relevant.iter().any(|r| r == id));
         rr += rank.map_or(0.0, |r| 1.0 / (r as f64 + 1.0));

@@ -3,8 +3,8 @@
 
 use evidence::sparse::Bm25;
 use evidence::store::{
-    Chunk, Collection, EdgeStore, Filter, Mode, OrgId, Point, ServerStore, SourceType,
-    StoreQuery, VectorStore,
+    Chunk, Collection, EdgeStore, Filter, Mode, OrgId, Point, ServerStore, SourceType, StoreQuery,
+    VectorStore,
 };
 use evidence::Error;
 
@@ -85,16 +85,29 @@ pub fn behaviour_suite(s: &dyn VectorStore) {
 
 fn upsert_replaces_and_delete_removes_whole_documents(s: &dyn VectorStore) {
     let c = Collection::Literature;
-    let a1 = point(chunk(SourceType::Pubmed, "PMID:1", "background", "first text"), vector(0, 1, 0.0));
-    let a2 = point(chunk(SourceType::Pubmed, "PMID:1", "results", "second text"), vector(1, 0, 0.0));
-    let b = point(chunk(SourceType::Pubmed, "PMID:2", "results", "other paper"), vector(2, 0, 0.0));
+    let a1 = point(
+        chunk(SourceType::Pubmed, "PMID:1", "background", "first text"),
+        vector(0, 1, 0.0),
+    );
+    let a2 = point(
+        chunk(SourceType::Pubmed, "PMID:1", "results", "second text"),
+        vector(1, 0, 0.0),
+    );
+    let b = point(
+        chunk(SourceType::Pubmed, "PMID:2", "results", "other paper"),
+        vector(2, 0, 0.0),
+    );
     s.upsert(c, &[a1.clone(), a2, b]).expect("upsert");
     assert_eq!(s.count(c, None).expect("count"), 3);
 
     let mut revised = a1.clone();
     revised.chunk.passage = "revised text".into();
     s.upsert(c, &[revised]).expect("upsert again");
-    assert_eq!(s.count(c, None).expect("count"), 3, "same chunk id replaces");
+    assert_eq!(
+        s.count(c, None).expect("count"),
+        3,
+        "same chunk id replaces"
+    );
     let hits = s
         .search(
             c,
@@ -112,18 +125,32 @@ fn upsert_replaces_and_delete_removes_whole_documents(s: &dyn VectorStore) {
     let sim = hits[0].dense_similarity.expect("dense vector returned");
     assert!((sim - 1.0).abs() < 1e-4, "similarity to itself {sim}");
 
-    s.delete_documents(c, None, &["PMID:1".into()]).expect("delete");
+    s.delete_documents(c, None, &["PMID:1".into()])
+        .expect("delete");
     assert_eq!(s.count(c, None).expect("count"), 1);
-    let left = search(s, c, &vector(0, 1, 0.0), "text", &Filter::default(), Mode::Dense)
-        .expect("search");
+    let left = search(
+        s,
+        c,
+        &vector(0, 1, 0.0),
+        "text",
+        &Filter::default(),
+        Mode::Dense,
+    )
+    .expect("search");
     assert_eq!(left, vec!["PMID:2#results"]);
-    s.delete_documents(c, None, &["PMID:2".into()]).expect("delete");
+    s.delete_documents(c, None, &["PMID:2".into()])
+        .expect("delete");
     assert_eq!(s.count(c, None).expect("count"), 0);
 }
 
 fn filters_by_modality_body_part_source_and_year(s: &dyn VectorStore) {
     let c = Collection::Guidelines;
-    let mut ct = chunk(SourceType::Guideline, "GL:ct-chest", "a", "nodule follow up");
+    let mut ct = chunk(
+        SourceType::Guideline,
+        "GL:ct-chest",
+        "a",
+        "nodule follow up",
+    );
     ct.modalities = vec!["ct".into()];
     ct.body_parts = vec!["chest".into()];
     ct.year = Some(2017);
@@ -203,7 +230,11 @@ fn filters_by_modality_body_part_source_and_year(s: &dyn VectorStore) {
     s.delete_documents(
         c,
         None,
-        &["GL:ct-chest".into(), "GL:mr-head".into(), "GL:general".into()],
+        &[
+            "GL:ct-chest".into(),
+            "GL:mr-head".into(),
+            "GL:general".into(),
+        ],
     )
     .expect("clean up");
 }
@@ -267,10 +298,12 @@ fn reports_are_isolated_per_organisation(s: &dyn VectorStore) {
     ));
 
     // Deleting in one organisation leaves the other's report alone.
-    s.delete_documents(c, Some(&a), &["RPT:42".into()]).expect("delete");
+    s.delete_documents(c, Some(&a), &["RPT:42".into()])
+        .expect("delete");
     assert_eq!(s.count(c, Some(&a)).expect("count"), 0);
     assert_eq!(as_org(&b).len(), 1);
-    s.delete_documents(c, Some(&b), &["RPT:42".into()]).expect("delete");
+    s.delete_documents(c, Some(&b), &["RPT:42".into()])
+        .expect("delete");
 }
 
 fn hybrid_fusion_ranks_agreement_above_either_retriever(s: &dyn VectorStore) {
@@ -280,16 +313,43 @@ fn hybrid_fusion_ranks_agreement_above_either_retriever(s: &dyn VectorStore) {
     // sparse ranks: keyword 1st (both terms), agree 2nd (one), semantic absent
     // RRF (k = 60): agree 2/62 > keyword 1/61 + 1/68 > semantic 1/61
     let mut pts = vec![
-        point(chunk(SourceType::Pubmed, "PMID:10", "a", "unrelated wording entirely"), vector(30, 31, 0.05)),
-        point(chunk(SourceType::Pubmed, "PMID:11", "a", "fleischner subsolid nodule guidance"), vector(32, 30, 0.1)),
-        point(chunk(SourceType::Pubmed, "PMID:12", "a", "subsolid lesion seen"), vector(30, 33, 0.4)),
-        point(chunk(SourceType::Pubmed, "PMID:13", "a", "cardiac silhouette"), vector(34, 30, 0.05)),
+        point(
+            chunk(
+                SourceType::Pubmed,
+                "PMID:10",
+                "a",
+                "unrelated wording entirely",
+            ),
+            vector(30, 31, 0.05),
+        ),
+        point(
+            chunk(
+                SourceType::Pubmed,
+                "PMID:11",
+                "a",
+                "fleischner subsolid nodule guidance",
+            ),
+            vector(32, 30, 0.1),
+        ),
+        point(
+            chunk(SourceType::Pubmed, "PMID:12", "a", "subsolid lesion seen"),
+            vector(30, 33, 0.4),
+        ),
+        point(
+            chunk(SourceType::Pubmed, "PMID:13", "a", "cardiac silhouette"),
+            vector(34, 30, 0.05),
+        ),
     ];
     // Dense-only fillers between PMID:12 and PMID:11, so that the keyword
     // winner ranks low (8th) in the dense list and fusion has to choose.
     for i in 0..5 {
         pts.push(point(
-            chunk(SourceType::Pubmed, &format!("PMID:{}", 100 + i), "a", "filler words only"),
+            chunk(
+                SourceType::Pubmed,
+                &format!("PMID:{}", 100 + i),
+                "a",
+                "filler words only",
+            ),
             vector(30, 35 + i, 0.6 + 0.1 * i as f32),
         ));
     }
@@ -309,21 +369,36 @@ fn hybrid_fusion_ranks_agreement_above_either_retriever(s: &dyn VectorStore) {
     s.delete_documents(
         c,
         None,
-        &["PMID:10", "PMID:11", "PMID:12", "PMID:13", "PMID:100", "PMID:101", "PMID:102", "PMID:103", "PMID:104"]
-            .map(String::from),
+        &[
+            "PMID:10", "PMID:11", "PMID:12", "PMID:13", "PMID:100", "PMID:101", "PMID:102",
+            "PMID:103", "PMID:104",
+        ]
+        .map(String::from),
     )
     .expect("clean up");
 }
 
 fn bad_points_are_refused_and_change_nothing(s: &dyn VectorStore) {
     let c = Collection::Literature;
-    let good = point(chunk(SourceType::Pubmed, "PMID:20", "a", "fine"), vector(40, 41, 0.0));
-    let short = point(chunk(SourceType::Pubmed, "PMID:21", "a", "short vector"), vec![0.5; 10]);
+    let good = point(
+        chunk(SourceType::Pubmed, "PMID:20", "a", "fine"),
+        vector(40, 41, 0.0),
+    );
+    let short = point(
+        chunk(SourceType::Pubmed, "PMID:21", "a", "short vector"),
+        vec![0.5; 10],
+    );
     let err = s.upsert(c, &[good.clone(), short]).expect_err("refused");
     assert!(matches!(err, Error::InvalidInput(_)), "{err}");
-    let wrong = point(chunk(SourceType::Guideline, "GL:x", "a", "guideline text"), vector(42, 41, 0.0));
+    let wrong = point(
+        chunk(SourceType::Guideline, "GL:x", "a", "guideline text"),
+        vector(42, 41, 0.0),
+    );
     assert!(matches!(s.upsert(c, &[wrong]), Err(Error::InvalidInput(_))));
-    let orphan = point(chunk(SourceType::Report, "RPT:1", "a", "no organisation"), vector(43, 41, 0.0));
+    let orphan = point(
+        chunk(SourceType::Report, "RPT:1", "a", "no organisation"),
+        vector(43, 41, 0.0),
+    );
     assert!(matches!(
         s.upsert(Collection::Reports, &[orphan]),
         Err(Error::TenantRequired)
@@ -337,11 +412,19 @@ fn qdrant_edge_passes_the_store_behaviour_suite_and_persists() {
     {
         let store = EdgeStore::open(dir.path()).expect("open");
         behaviour_suite(&store);
-        let keep = point(chunk(SourceType::Pubmed, "PMID:99", "a", "kept across reopen"), vector(50, 51, 0.0));
-        store.upsert(Collection::Literature, &[keep]).expect("upsert");
+        let keep = point(
+            chunk(SourceType::Pubmed, "PMID:99", "a", "kept across reopen"),
+            vector(50, 51, 0.0),
+        );
+        store
+            .upsert(Collection::Literature, &[keep])
+            .expect("upsert");
     }
     let reopened = EdgeStore::open(dir.path()).expect("reopen");
-    assert_eq!(reopened.count(Collection::Literature, None).expect("count"), 1);
+    assert_eq!(
+        reopened.count(Collection::Literature, None).expect("count"),
+        1
+    );
     let hits = search(
         &reopened,
         Collection::Literature,
@@ -356,7 +439,10 @@ fn qdrant_edge_passes_the_store_behaviour_suite_and_persists() {
 
 #[test]
 fn qdrant_server_passes_the_store_behaviour_suite() {
-    let Some(url) = std::env::var("MEDVISION_QDRANT_URL").ok().filter(|u| !u.is_empty()) else {
+    let Some(url) = std::env::var("MEDVISION_QDRANT_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
         eprintln!(
             "\n*** SKIPPED qdrant_server_passes_the_store_behaviour_suite: \
              MEDVISION_QDRANT_URL is not set (point it at a Qdrant server's gRPC port). ***\n"
@@ -369,7 +455,11 @@ fn qdrant_server_passes_the_store_behaviour_suite() {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let prefix = format!("mvtest_{}_{nanos}_", std::process::id());
-    let store = match ServerStore::connect(&url, std::env::var("MEDVISION_QDRANT_API_KEY").ok().as_deref(), &prefix) {
+    let store = match ServerStore::connect(
+        &url,
+        std::env::var("MEDVISION_QDRANT_API_KEY").ok().as_deref(),
+        &prefix,
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
