@@ -29,10 +29,10 @@ pub fn embedder(test: &str) -> Option<&'static Embedder> {
             if std::env::var("MEDVISION_REQUIRE_MODEL").is_ok_and(|v| v == "1") {
                 panic!("{test}: MEDVISION_REQUIRE_MODEL=1 but the model is unavailable: {why}");
             }
-            eprintln!(
+            skip_notice(format!(
                 "\n*** SKIPPED {test}: embedding model unavailable ({why}). \
                  Run scripts/fetch-embedder.sh to run it. ***\n"
-            );
+            ));
             None
         }
     }
@@ -42,4 +42,11 @@ pub fn embedder(test: &str) -> Option<&'static Embedder> {
 pub fn load_embedder(test: &str) -> Option<Embedder> {
     embedder(test)?;
     Some(Embedder::load(&default_model_dir()).expect("model loaded once already"))
+}
+
+/// Writes past the test harness's output capture (which only takes the
+/// `print!` family), so a skipped test is visible in a plain `cargo test`.
+pub fn skip_notice(msg: String) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(msg.as_bytes());
 }
