@@ -46,7 +46,7 @@ pub fn load_embedder(test: &str) -> Option<Embedder> {
 
 /// Writes past the test harness's output capture (which only takes the
 /// `print!` family), so a skipped test is visible in a plain `cargo test`.
-pub fn skip_notice(msg: String) {
+pub fn skip_notice(msg: impl AsRef<str>) {
     use std::io::Write;
-    let _ = std::io::stderr().write_all(msg.as_bytes());
+    let _ = std::io::stderr().write_all(msg.as_ref().as_bytes());
 }

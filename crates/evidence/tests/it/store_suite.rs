@@ -443,10 +443,10 @@ fn qdrant_server_passes_the_store_behaviour_suite() {
         .ok()
         .filter(|u| !u.is_empty())
     else {
-        crate::common::skip_notice(format!(
+        crate::common::skip_notice(
             "\n*** SKIPPED qdrant_server_passes_the_store_behaviour_suite: \
-             MEDVISION_QDRANT_URL is not set (point it at a Qdrant server's gRPC port). ***\n"
-        ));
+             MEDVISION_QDRANT_URL is not set (point it at a Qdrant server's gRPC port). ***\n",
+        );
         return;
     };
     // A fresh set of collections per run, so runs never see each other's points.
