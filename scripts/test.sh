@@ -51,4 +51,6 @@ log "doctests"
 cargo test --doc "${SERVER_PKGS[@]}"
 
 log "unit and integration tests (SQLite and PostgreSQL)"
+# set-up fetched the embedding model: its tests must run, not skip.
+export MEDVISION_REQUIRE_MODEL=1
 cargo nextest run "${SERVER_PKGS[@]}" --no-fail-fast
