@@ -22,9 +22,9 @@
 //! ```
 
 mod builtin;
-pub mod pdf;
 mod draft;
 mod llm;
+pub mod pdf;
 mod prompt;
 mod report;
 mod terms;
