@@ -7,7 +7,7 @@
 //! Prints the PDF size (written to $TMPDIR/medvision-pdf-bench.pdf; `pdfinfo` counts its
 //! pages) and the median / min / max time per render.
 
-#[path = "../tests/it/fixtures.rs"]
+#[path = "../tests/it/pdf_fixtures.rs"]
 mod fixtures;
 
 use std::time::{Duration, Instant};

@@ -37,14 +37,19 @@ impl Batcher {
         Ok(Self { tx })
     }
 
-    /// Scores one image; resolves when its batch has run.
-    pub async fn classify(&self, image: Arc<Image>) -> Result<Vec<LabelScore>, String> {
+    /// Queues one image at once (not when first polled, so a caller that
+    /// queues a whole study fills batches); resolves when its batch has run.
+    pub fn classify(
+        &self,
+        image: Arc<Image>,
+    ) -> impl std::future::Future<Output = Result<Vec<LabelScore>, String>> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request { image, reply })
-            .map_err(|_| "the inference thread stopped".to_owned())?;
-        rx.await
-            .map_err(|_| "the inference thread stopped".to_owned())?
+        let sent = self.tx.send(Request { image, reply });
+        async move {
+            sent.map_err(|_| "the inference thread stopped".to_owned())?;
+            rx.await
+                .map_err(|_| "the inference thread stopped".to_owned())?
+        }
     }
 }
 

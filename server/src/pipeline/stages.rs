@@ -437,11 +437,14 @@ impl<'a> Run<'a> {
         let model = self.model(&plan).await?;
         let batcher = self.svc.batcher(&model)?;
         let mut per_image = Vec::with_capacity(images.len());
-        // All images of the study go to the batcher at once so they share
-        // batches with each other and with other jobs.
-        let calls = images.iter().map(|img| batcher.classify(img.clone()));
-        for r in futures_join_all(calls).await {
-            per_image.push(r.map_err(|e| {
+        // Every image of the study is queued before any is awaited, so
+        // they share batches with each other and with other jobs.
+        let pending: Vec<_> = images
+            .iter()
+            .map(|img| batcher.classify(img.clone()))
+            .collect();
+        for p in pending {
+            per_image.push(p.await.map_err(|e| {
                 StageError::Permanent(format!("the model could not read an image: {e}"))
             })?);
         }
@@ -767,17 +770,6 @@ impl<'a> Run<'a> {
 
 fn out_value<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
-}
-
-async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = fs.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    // The batcher thread does the work; awaiting in order only collects.
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = handles.into_iter().map(Box::pin).collect();
-    for f in pinned.iter_mut() {
-        out.push(f.as_mut().await);
-    }
-    out
 }
 
 pub fn hex_sha256(bytes: &[u8]) -> String {
