@@ -158,7 +158,18 @@ impl Settings {
         }
         let mut s: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("MEDVISION_").ignore(&["CONFIG", "FIXTURES"]))
+            // Read by other parts, not settings: the CLI (`CONFIG`), the
+            // tests (`FIXTURES`, `REQUIRE_MODEL`), the evidence crate
+            // (`QDRANT_*`, `EMBEDDER_DIR`).
+            .merge(Env::prefixed("MEDVISION_").ignore(&[
+                "CONFIG",
+                "FIXTURES",
+                "REQUIRE_MODEL",
+                "QDRANT_URL",
+                "QDRANT_API_KEY",
+                "QDRANT_PREFIX",
+                "EMBEDDER_DIR",
+            ]))
             .merge(Env::raw().only(&["DATABASE_URL"]))
             .extract()
             .map_err(Box::new)?;
