@@ -177,7 +177,6 @@ async fn an_api_key_is_sent_and_allows_ten_requests_a_second() {
     let (base, st) = stand_in(vec![]).await;
     let client = EutilsClient::new(config(base, Some("k3y"))).expect("client");
     assert_eq!(client.min_interval(), Duration::from_millis(100));
-    let started = Instant::now();
     for _ in 0..4 {
         client.esearch("pulmonary nodule", 3).await.expect("search");
     }
@@ -188,12 +187,6 @@ async fn an_api_key_is_sent_and_allows_ten_requests_a_second() {
         .all(|s| s.query.get("api_key").map(String::as_str) == Some("k3y")));
     let gap = min_gap(&seen);
     assert!(gap >= Duration::from_millis(90), "requests {gap:?} apart");
-    // ...and no slower than the keyed limit requires.
-    assert!(
-        started.elapsed() < Duration::from_millis(1200),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test]

@@ -193,7 +193,8 @@ async fn client_errors_and_bad_bodies_are_permanent() {
 
 #[tokio::test]
 async fn slow_endpoint_times_out_as_transient() {
-    let started = std::time::Instant::now();
+    // The stand-in answers after 3 s; only the client's 0.3 s timeout turns
+    // that into an error, so `Timeout` proves it fired.
     let e = error_of(
         Reply::Delay(Duration::from_secs(3), Box::new(Reply::Text("late".into()))),
         0.3,
@@ -201,7 +202,6 @@ async fn slow_endpoint_times_out_as_transient() {
     .await;
     assert_eq!(e, LlmError::Timeout);
     assert!(e.is_transient());
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]
