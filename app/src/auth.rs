@@ -253,6 +253,35 @@ pub mod ssr {
         }
     }
 
+    /// Asks a signed-in user for their password again before an act that
+    /// carries their name (signing a report). Throttled like sign-in; a
+    /// wrong password is audited and refused without signing anything.
+    pub async fn reauthenticate(
+        state: &AppState,
+        actor: &Actor,
+        password: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), AppError> {
+        state.auth.check_login(&actor.email, ip)?;
+        let Some(u) = user::Entity::find_by_id(actor.user_id)
+            .one(&state.db)
+            .await?
+        else {
+            return Err(AppError::Unauthenticated);
+        };
+        if u.enabled && verify_password(password.to_owned(), u.password_hash.clone()).await {
+            return Ok(());
+        }
+        let txn = write_txn(&state.db).await?;
+        append(
+            &txn,
+            Entry::by(actor, "auth.reauth_failed", "user", actor.user_id),
+        )
+        .await?;
+        txn.commit().await?;
+        Err(AppError::field("password", "is not your password"))
+    }
+
     /// Puts the user in the session under a fresh session id (no fixation).
     pub async fn start_session(session: &Session, actor: &Actor) -> Result<(), AppError> {
         session.cycle_id().await?;

@@ -12,6 +12,8 @@ pub mod domain;
 pub mod error;
 pub mod images;
 pub mod pipeline;
+pub mod report;
+pub mod review;
 pub mod ui;
 
 #[cfg(feature = "ssr")]

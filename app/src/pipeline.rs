@@ -152,6 +152,8 @@ pub struct FindingDto {
     /// Segmented volume, mL.
     pub volume_ml: Option<f64>,
     pub heatmap_url: Option<String>,
+    /// A radiologist's current decision on this suggestion, if any.
+    pub review: Option<crate::review::ReviewDto>,
 }
 
 /// Per-state job counts of a batch.
@@ -406,9 +408,11 @@ pub mod ssr {
                 .then(b.probability.total_cmp(&a.probability))
                 .then(a.label.cmp(&b.label))
         });
+        let mut reviews = crate::review::ssr::latest_by_finding(db, case.id).await?;
         Ok(rows
             .into_iter()
             .map(|f| FindingDto {
+                review: reviews.remove(&f.id),
                 heatmap_url: heatmaps
                     .get(&(f.job_id, f.label.clone()))
                     .map(|id| format!("/api/v1/artefacts/{id}")),
@@ -813,6 +817,59 @@ fn pct(p: f64) -> String {
     format!("{:.1} %", p * 100.0)
 }
 
+/// A reader's decision on one AI finding, and the form to make or change it.
+#[component]
+fn ReviewCell(
+    case_id: Uuid,
+    finding: FindingDto,
+    reader: bool,
+    action: ServerAction<crate::review::ReviewFinding>,
+) -> impl IntoView {
+    let current = finding.review.clone().map(|r| {
+        let what = match r.decision.as_str() {
+            "accepted" => "Accepted".to_owned(),
+            "rejected" => format!("Rejected: {}", r.reason.clone().unwrap_or_default()),
+            _ => format!(
+                "Edited: {} {}",
+                r.label,
+                if r.present { "present" } else { "absent" }
+            ),
+        };
+        view! {
+            <span class=format!("badge review-{}", r.decision)>{what}</span>
+            <div class="muted small">{r.reviewer.clone()}</div>
+        }
+    });
+    view! {
+        {current}
+        {reader.then(|| view! {
+            <details class="review">
+                <summary>{if finding.review.is_some() { "Change" } else { "Review" }}</summary>
+                <ActionForm action attr:class="stack">
+                    <crate::ui::CsrfField/>
+                    <input type="hidden" name="case_id" value=case_id.to_string()/>
+                    <input type="hidden" name="finding_id" value=finding.id.to_string()/>
+                    <select name="decision">
+                        <option value="accept">"Accept"</option>
+                        <option value="reject">"Reject"</option>
+                        <option value="edit">"Edit"</option>
+                    </select>
+                    <input name="reason" placeholder="Reason (required to reject)" maxlength="2000"/>
+                    <input name="label" placeholder=format!("Label (edit; now {})", finding.label) maxlength="64"/>
+                    <select name="present">
+                        <option value="present" selected=finding.positive>"present"</option>
+                        <option value="absent" selected=!finding.positive>"absent"</option>
+                    </select>
+                    <button type="submit">"Record"</button>
+                    <crate::ui::FieldErr value=action.value() name="reason"/>
+                    <crate::ui::FieldErr value=action.value() name="label"/>
+                    <crate::ui::FormError value=action.value()/>
+                </ActionForm>
+            </details>
+        })}
+    }
+}
+
 /// The case page's analysis: each study's progress, live, and the models'
 /// findings, labelled as suggestions with the model and its version.
 #[component]
@@ -820,10 +877,24 @@ pub fn AnalysisPanel(case_id: Uuid) -> impl IntoView {
     let tick = RwSignal::new(0u32);
     live(format!("/api/v1/cases/{case_id}/events"), tick);
     let jobs = Resource::new(move || tick.get(), move |_| case_jobs(case_id.to_string()));
+    let review = ServerAction::<crate::review::ReviewFinding>::new();
+    let add = ServerAction::<crate::review::AddFinding>::new();
     let findings = Resource::new(
-        move || tick.get(),
+        move || (tick.get(), review.version().get()),
         move |_| case_findings(case_id.to_string()),
     );
+    let reviews = Resource::new(
+        move || (tick.get(), add.version().get()),
+        move |_| crate::review::case_reviews(case_id.to_string()),
+    );
+    let session = expect_context::<crate::ui::SessionResource>();
+    let reader = move || {
+        session
+            .get()
+            .and_then(|r| r.ok())
+            .and_then(|s| s.user)
+            .is_some_and(|u| u.role == crate::domain::Role::Radiologist)
+    };
     view! {
         <section class="card" id="analysis">
             <h2>"AI analysis"</h2>
@@ -857,10 +928,10 @@ pub fn AnalysisPanel(case_id: Uuid) -> impl IntoView {
                 {move || findings.get().and_then(|r| r.ok()).filter(|f| !f.is_empty()).map(|list| view! {
                     <h3>"Findings (AI suggestions)"</h3>
                     <table class="table findings">
-                        <thead><tr><th>"Finding"</th><th>"Probability"</th><th>"Threshold"</th><th>"Suggests"</th><th>"Urgency"</th><th>"Model"</th><th>"Heatmap"</th></tr></thead>
+                        <thead><tr><th>"Finding"</th><th>"Probability"</th><th>"Threshold"</th><th>"Suggests"</th><th>"Urgency"</th><th>"Model"</th><th>"Heatmap"</th><th>"Reader"</th></tr></thead>
                         <tbody>
                             {list.into_iter().map(|f| view! {
-                                <tr class:positive=f.positive>
+                                <tr class:positive=f.positive data-finding=f.id.to_string()>
                                     <td>{f.label.clone()}{f.volume_ml.map(|v| format!(" ({v:.1} mL)"))}</td>
                                     <td>{pct(f.probability)}</td>
                                     <td>{pct(f.threshold)}</td>
@@ -871,12 +942,41 @@ pub fn AnalysisPanel(case_id: Uuid) -> impl IntoView {
                                     <td>{f.heatmap_url.clone().map(|u| view! {
                                         <a href=u.clone() target="_blank"><img class="heatmap" src=u.clone() alt=format!("Grad-CAM heatmap for {}", f.label)/></a>
                                     })}</td>
+                                    <td><ReviewCell case_id finding=f.clone() reader=reader() action=review/></td>
                                 </tr>
                             }).collect_view()}
                         </tbody>
                     </table>
                 })}
             </Transition>
+            <Transition fallback=|| ()>
+                {move || reviews.get().and_then(|r| r.ok()).map(|list| {
+                    let added: Vec<_> = list.into_iter().filter(|r| r.decision == "added").collect();
+                    view! {
+                        {(!added.is_empty()).then(|| view! {
+                            <h3>"Findings added by readers"</h3>
+                            <ul class="added-findings">
+                                {added.into_iter().map(|r| view! {
+                                    <li>{r.label.clone()}{r.location.clone().map(|l| format!(" ({l})"))}
+                                        <span class="muted small">" · "{r.reviewer.clone()}</span></li>
+                                }).collect_view()}
+                            </ul>
+                        })}
+                        {reader().then(|| view! {
+                            <ActionForm action=add attr:class="inline add-finding">
+                                <crate::ui::CsrfField/>
+                                <input type="hidden" name="case_id" value=case_id.to_string()/>
+                                <input name="label" placeholder="Finding the models missed" maxlength="64" required/>
+                                <input name="location" placeholder="Location (optional)" maxlength="200"/>
+                                <button type="submit">"Add finding"</button>
+                                <crate::ui::FieldErr value=add.value() name="label"/>
+                                <crate::ui::FormError value=add.value()/>
+                            </ActionForm>
+                        })}
+                    }
+                })}
+            </Transition>
+            <crate::report::ReportPanel case_id tick/>
         </section>
     }
 }

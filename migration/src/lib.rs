@@ -9,6 +9,8 @@ mod m20261123_000002_cases;
 mod m20261123_000003_audit;
 mod m20261124_000004_imaging;
 mod m20261124_000005_pipeline;
+mod m20261124_000006_reports;
+mod m20261124_000007_review;
 
 pub struct Migrator;
 
@@ -21,6 +23,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_audit::Migration),
             Box::new(m20261124_000004_imaging::Migration),
             Box::new(m20261124_000005_pipeline::Migration),
+            Box::new(m20261124_000006_reports::Migration),
+            Box::new(m20261124_000007_review::Migration),
         ]
     }
 }

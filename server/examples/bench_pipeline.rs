@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             let blobs = medvision::blobs::Blobs::open(&settings.data_dir, None)?;
-            let svc = Arc::new(Services::new(conn.clone(), blobs, &settings, hub));
+            let svc = Arc::new(Services::new(conn.clone(), blobs, &settings, hub)?);
             let t0 = Instant::now();
             let w = Workers::start(svc);
             wait_done(&conn).await;
@@ -165,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
                 img.blobs.clone(),
                 &settings,
                 hub.clone(),
-            ));
+            )?);
             let pack = svc
                 .choose("CT", "HEAD", inference::pack::Task::Classification)
                 .ok_or_else(|| anyhow::anyhow!("no CT/HEAD pack in the models folder: run `medvision models train-demo` and set MEDVISION_MODELS_DIR"))?;

@@ -52,6 +52,9 @@ pub enum Command {
     /// Model packs: list, verify, import weights, train the demo packs.
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// The evidence index: ingest PubMed and guidelines, search.
+    #[command(subcommand)]
+    Corpus(crate::corpus::CorpusCmd),
     /// Import a folder, ZIP or files of images into a case, de-identified
     /// exactly as a browser upload is.
     Import {
@@ -214,6 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Models(cmd) => crate::models::command(&settings, cmd),
+        Command::Corpus(cmd) => crate::corpus::command(&settings, cmd).await,
         Command::Import {
             paths,
             case,
@@ -243,12 +247,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let bootstrap = settings.bootstrap_demo;
+    let embedded = settings.embedded_workers;
     let app = crate::build(settings).await?;
     let first_admin = if bootstrap {
         bootstrap_demo(&app.state.db).await?
     } else {
         None
     };
+    if embedded && app.pipeline.evidence.is_some() {
+        // The first analysis should not wait for the model and the starter
+        // guidelines: open the evidence index now, in the background.
+        let svc = app.pipeline.clone();
+        tokio::spawn(async move {
+            if let Err(why) = svc.knowledge().await {
+                tracing::warn!(reason = %why, "evidence retrieval unavailable");
+            }
+        });
+    }
     println!("MedVision is running at {}", app.url);
     if let Some((email, password)) = first_admin {
         println!();
@@ -381,7 +396,7 @@ async fn import(
                 img.blobs.clone(),
                 settings,
                 hub,
-            ));
+            )?);
             let workers = crate::pipeline::Workers::start(svc);
             let r = follow_batch(db, &actor, batch).await;
             workers.shutdown().await;
@@ -444,7 +459,7 @@ async fn follow_batch(
 async fn worker(settings: &Settings, db: sea_orm::DatabaseConnection) -> anyhow::Result<()> {
     let hub = std::sync::Arc::new(crate::pipeline::events::Hub::default());
     let blobs = crate::blobs::Blobs::open(&settings.data_dir, settings.storage_url.as_deref())?;
-    let svc = std::sync::Arc::new(crate::pipeline::Services::new(db, blobs, settings, hub));
+    let svc = std::sync::Arc::new(crate::pipeline::Services::new(db, blobs, settings, hub)?);
     let workers = crate::pipeline::Workers::start(svc);
     println!(
         "worker {} running {} job(s) at a time",
@@ -544,6 +559,7 @@ async fn admin_command(db: &sea_orm::DatabaseConnection, cmd: Command) -> anyhow
         | Command::Migrate
         | Command::Import { .. }
         | Command::Models(_)
+        | Command::Corpus(_)
         | Command::Worker { .. } => {
             unreachable!("handled in run")
         }

@@ -5,11 +5,14 @@
 pub mod api;
 pub mod blobs;
 pub mod cli;
+pub mod corpus;
 pub mod db;
 pub mod images;
+pub mod knowledge;
 pub mod middleware;
 pub mod models;
 pub mod pipeline;
+pub mod reports;
 pub mod settings;
 
 use app::error::AppError;
@@ -85,7 +88,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         imaging.blobs.clone(),
         &settings,
         hub.clone(),
-    ));
+    )?);
     let router = router(&settings, state.clone(), database.sessions.clone())
         .layer(axum::Extension(imaging.clone()))
         .layer(axum::Extension(hub));

@@ -98,6 +98,34 @@ pub struct Settings {
     pub breaker_failures: u32,
     /// …and how long it stays open before one trial call.
     pub breaker_open_secs: u64,
+    /// Retrieve guideline and literature passages for each analysed study
+    /// (the embedded index under `DATA_DIR/evidence`, or the Qdrant server
+    /// of `MEDVISION_QDRANT_URL`).
+    pub evidence: bool,
+    /// Where the embedded evidence index lives (default `DATA_DIR/evidence`).
+    pub evidence_dir: Option<PathBuf>,
+    /// Passages retrieved per study for its report.
+    pub evidence_top_k: usize,
+    /// OpenAI-compatible endpoint for draft reports, including its version
+    /// prefix (`https://api.openai.com/v1`, `http://localhost:11434/v1`).
+    /// Unset: the built-in writer drafts every report.
+    pub llm_base_url: Option<String>,
+    /// Model id sent to the endpoint (required with `llm_base_url`).
+    pub llm_model: String,
+    /// Bearer token for the endpoint; unset sends none (local servers).
+    #[serde(skip_serializing)]
+    pub llm_api_key: Option<SecretString>,
+    /// Whole-request limit per LLM call, in seconds.
+    pub llm_timeout_secs: f64,
+    /// Output-token limit per LLM call.
+    pub llm_max_tokens: u32,
+    /// The model accepts images (the key image and its heatmap are sent).
+    pub llm_supports_images: bool,
+    /// Contact address NCBI asks E-utilities clients to send.
+    pub pubmed_email: Option<String>,
+    /// NCBI API key (10 requests/s instead of 3).
+    #[serde(skip_serializing)]
+    pub pubmed_api_key: Option<SecretString>,
 }
 
 impl Default for Settings {
@@ -141,6 +169,17 @@ impl Default for Settings {
             job_stage_delay_ms: 0,
             breaker_failures: 5,
             breaker_open_secs: 30,
+            evidence: true,
+            evidence_dir: None,
+            evidence_top_k: 6,
+            llm_base_url: None,
+            llm_model: String::new(),
+            llm_api_key: None,
+            llm_timeout_secs: 60.0,
+            llm_max_tokens: 1500,
+            llm_supports_images: false,
+            pubmed_email: None,
+            pubmed_api_key: None,
         }
     }
 }
@@ -183,6 +222,38 @@ impl Settings {
         self.models_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.evidence_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("evidence"))
+    }
+
+    /// The drafting endpoint, when one is configured.
+    pub fn llm_config(&self) -> anyhow::Result<Option<reporting::LlmConfig>> {
+        let Some(url) = self
+            .llm_base_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        if self.llm_model.trim().is_empty() {
+            anyhow::bail!("llm_model must be set when llm_base_url is");
+        }
+        if !(self.llm_timeout_secs > 0.0 && self.llm_timeout_secs <= 3600.0) {
+            anyhow::bail!("llm_timeout_secs must be between 0 and 3600");
+        }
+        Ok(Some(reporting::LlmConfig {
+            base_url: url.trim().to_owned(),
+            model: self.llm_model.trim().to_owned(),
+            api_key: self.llm_api_key.clone(),
+            timeout_secs: self.llm_timeout_secs,
+            max_tokens: self.llm_max_tokens.max(64),
+            supports_images: self.llm_supports_images,
+            ..Default::default()
+        }))
     }
 
     pub fn database_url(&self) -> String {

@@ -213,7 +213,11 @@ impl Evidence {
     /// Every guideline file of `dir`. All files are checked before anything
     /// is stored, so one bad file leaves the index as it was.
     pub fn ingest_guidelines(&self, dir: &Path) -> Result<IngestCounts> {
-        let all = guidelines::load_dir(dir)?;
+        self.ingest_guideline_set(&guidelines::load_dir(dir)?)
+    }
+
+    /// Guidelines already parsed (e.g. [`guidelines::starter`]).
+    pub fn ingest_guideline_set(&self, all: &[guidelines::Guideline]) -> Result<IngestCounts> {
         let chunks: Vec<Chunk> = all.iter().flat_map(|g| g.chunks()).collect();
         let n = self.replace_documents(Collection::Guidelines, None, chunks)?;
         self.store.optimize()?;

@@ -147,6 +147,69 @@ pub fn parse(text: &str, path: &Path) -> Result<Guideline> {
     })
 }
 
+/// The starter corpus of `corpus/guidelines`, compiled into the binary so
+/// a fresh install can cite guidelines without knowing where the repository
+/// is. A test keeps this list equal to the folder.
+const STARTER: &[(&str, &str)] = &[
+    (
+        "acr-chest-radiography.md",
+        include_str!("../../../corpus/guidelines/acr-chest-radiography.md"),
+    ),
+    (
+        "acr-head-trauma.md",
+        include_str!("../../../corpus/guidelines/acr-head-trauma.md"),
+    ),
+    (
+        "bts-pleural-effusion.md",
+        include_str!("../../../corpus/guidelines/bts-pleural-effusion.md"),
+    ),
+    (
+        "bts-pneumothorax.md",
+        include_str!("../../../corpus/guidelines/bts-pneumothorax.md"),
+    ),
+    (
+        "cardiomegaly-cxr.md",
+        include_str!("../../../corpus/guidelines/cardiomegaly-cxr.md"),
+    ),
+    (
+        "fleischner-2017.md",
+        include_str!("../../../corpus/guidelines/fleischner-2017.md"),
+    ),
+    (
+        "ich-ct-triage.md",
+        include_str!("../../../corpus/guidelines/ich-ct-triage.md"),
+    ),
+    (
+        "rano-response.md",
+        include_str!("../../../corpus/guidelines/rano-response.md"),
+    ),
+    (
+        "who-cns5-2021.md",
+        include_str!("../../../corpus/guidelines/who-cns5-2021.md"),
+    ),
+];
+
+/// The bundled starter guidelines, parsed.
+pub fn starter() -> Result<Vec<Guideline>> {
+    STARTER
+        .iter()
+        .map(|(name, text)| parse(text, &Path::new("corpus/guidelines").join(name)))
+        .collect()
+}
+
+/// A fingerprint of the bundled corpus: the server re-ingests when it changes.
+pub fn starter_fingerprint() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (name, text) in STARTER {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Every `*.md` file of `dir` (not recursive), sorted by name; fails on the
 /// first bad file or on two files with one id.
 pub fn load_dir(dir: &Path) -> Result<Vec<Guideline>> {

@@ -239,7 +239,8 @@ pub fn builtin_report(ctx: &CaseContext, findings: &[Finding], passages: &[Passa
         rec.push("None from the models.".into());
     } else if rec.is_empty() {
         rec.push(
-            "No guideline passage was retrieved for these findings; follow local protocols.".into(),
+            "No retrieved guideline passage addresses these findings; follow local protocols."
+                .into(),
         );
     }
     rec.push("Correlate with the clinical findings and prior imaging.".into());

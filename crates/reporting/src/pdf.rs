@@ -572,10 +572,16 @@ fn findings_table(w: &mut Writer, r: &ReportDocument) {
             if let Some(by) = f.decided_by.as_deref().filter(|b| !b.trim().is_empty()) {
                 decision.push(Span::regular(format!(" by {by}")));
             }
+            // A reader's own finding has no model probability.
+            let (p, t) = if f.decision == Decision::Added {
+                ("—".to_string(), "—".to_string())
+            } else {
+                (percent(f.probability), percent(f.threshold))
+            };
             vec![
                 label,
-                vec![Span::regular(percent(f.probability))],
-                vec![Span::regular(percent(f.threshold))],
+                vec![Span::regular(p)],
+                vec![Span::regular(t)],
                 vec![result],
                 vec![urgency],
                 decision,

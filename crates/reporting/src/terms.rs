@@ -78,17 +78,22 @@ const LEXICON: &[Entry] = &[
     },
     // Head CT haemorrhage (RSNA ICH labels).
     Entry {
+        // Readers and model packs also say just "bleed".
         keys: &[
             "any",
             "ich",
             "intracranial haemorrhage",
             "intracranial hemorrhage",
+            "bleed",
+            "bleeding",
         ],
         terms: &[
             "intracranial haemorrhage",
             "intracranial hemorrhage",
             "intracranial bleed",
             "intracranial bleeding",
+            "bleed",
+            "bleeding",
         ],
     },
     Entry {

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/cases/{id}/jobs", get(case_jobs))
         .route("/cases/{id}/findings", get(case_findings))
+        .route("/cases/{id}/report", get(case_report))
         .route("/cases/{id}/batches", get(case_batches))
         .route("/cases/{id}/events", get(case_events))
         .route("/batches/{id}", get(batch))
@@ -62,6 +63,24 @@ pub async fn case_findings(
     Ok(Json(
         pipeline::case_findings(&state.db, &actor, id(&raw)?).await?,
     ))
+}
+
+/// The case's report: the latest AI draft (labelled, with its writer,
+/// citations, verification and the literature retrieved) or the signed
+/// report. 204 while no analysis has drafted one yet.
+#[utoipa::path(get, path = "/api/v1/cases/{id}/report", tag = "pipeline",
+    responses((status = 200, body = app::report::ReportDto), (status = 204), (status = 404)))]
+pub async fn case_report(
+    State(state): State<AppState>,
+    User(actor): User,
+    Path(raw): Path<String>,
+) -> Result<Response, AppError> {
+    Ok(
+        match app::report::ssr::case_report(&state.db, &actor, id(&raw)?).await? {
+            Some(r) => Json(r).into_response(),
+            None => axum::http::StatusCode::NO_CONTENT.into_response(),
+        },
+    )
 }
 
 /// The upload batches of a case, newest first.

@@ -12,9 +12,11 @@ pub mod queue;
 pub mod stages;
 
 use crate::blobs::Blobs;
+use crate::knowledge::{Knowledge, KnowledgeConfig};
 use crate::settings::Settings;
 use app::pipeline::JobState;
 use batcher::Batcher;
+use breaker::Breaker;
 use entity::job;
 use events::Hub;
 use inference::pack::{ModelPack, Task};
@@ -72,22 +74,71 @@ pub struct Services {
     pub models_dir: PathBuf,
     pub cfg: PipelineConfig,
     pub hub: Arc<Hub>,
+    /// Writes draft reports: the LLM endpoint when configured, else the
+    /// built-in writer.
+    pub drafter: reporting::Drafter,
+    /// Around the LLM endpoint: open, drafts fall back to the built-in
+    /// writer and say so. One per process.
+    pub llm_breaker: Breaker,
+    /// Retrieval on (`evidence` setting) and where its index is.
+    pub evidence: Option<KnowledgeConfig>,
+    pub evidence_top_k: usize,
+    knowledge: tokio::sync::Mutex<Option<Arc<Knowledge>>>,
     registry: Mutex<Option<Arc<Registry>>>,
     batchers: Mutex<HashMap<String, Arc<Batcher>>>,
 }
 
 impl Services {
-    pub fn new(db: DatabaseConnection, blobs: Blobs, settings: &Settings, hub: Arc<Hub>) -> Self {
-        Self {
+    /// Fails on a drafting endpoint that cannot be used (bad URL, model
+    /// missing), so a misconfiguration stops the start, not every report.
+    pub fn new(
+        db: DatabaseConnection,
+        blobs: Blobs,
+        settings: &Settings,
+        hub: Arc<Hub>,
+    ) -> anyhow::Result<Self> {
+        let drafter = reporting::Drafter::from_config(settings.llm_config()?)
+            .map_err(|e| anyhow::anyhow!("the LLM endpoint settings are unusable: {e}"))?;
+        Ok(Self {
             db,
             blobs,
             cache_dir: settings.data_dir.join("cache"),
             models_dir: settings.models_dir(),
             cfg: PipelineConfig::from_settings(settings),
             hub,
+            drafter,
+            llm_breaker: Breaker::new(
+                "llm",
+                settings.breaker_failures,
+                Duration::from_secs(settings.breaker_open_secs),
+            ),
+            evidence: settings
+                .evidence
+                .then(|| KnowledgeConfig::from_settings(settings)),
+            evidence_top_k: settings.evidence_top_k.clamp(1, 20),
+            knowledge: tokio::sync::Mutex::new(None),
             registry: Mutex::new(None),
             batchers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The evidence index, opened on first use. `Err` says why retrieval
+    /// is unavailable (turned off, model not installed, index locked by
+    /// another process); the next call tries again.
+    pub async fn knowledge(&self) -> Result<Arc<Knowledge>, String> {
+        let Some(cfg) = self.evidence.clone() else {
+            return Err("evidence retrieval is turned off on this server".into());
+        };
+        let mut k = self.knowledge.lock().await;
+        if let Some(k) = k.as_ref() {
+            return Ok(k.clone());
         }
+        let opened = tokio::task::spawn_blocking(move || Knowledge::open(&cfg))
+            .await
+            .map_err(|_| "opening the evidence index stopped".to_string())??;
+        let opened = Arc::new(opened);
+        *k = Some(opened.clone());
+        Ok(opened)
     }
 
     /// The installed model packs, scanned once per process (a pack

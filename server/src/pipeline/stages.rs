@@ -10,14 +10,17 @@ use super::queue::{self, QueueError};
 use super::Services;
 use app::audit::ssr::{append, Entry};
 use app::domain::Urgency as CaseUrgency;
+use app::pipeline::JobState;
 use app::pipeline::Stage;
-use entity::{artefact, case, finding, instance, job, series, study};
+use app::report::{SourceDto, StoredSources};
+use entity::{artefact, case, finding, instance, job, report, series, study};
 use inference::pack::Task;
 use inference::registry::LoadedModel;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -745,26 +748,352 @@ impl<'a> Run<'a> {
 
     // ---- retrieving and drafting ---------------------------------------
 
+    /// The case's current findings: for each study, its latest completed
+    /// analysis, and this job's for its own study. The report covers the
+    /// whole case, so every study's job redrafts it from the same view.
+    async fn case_findings(&self) -> StageResult<Vec<finding::Model>> {
+        let study_id = self.study_id()?;
+        let done: Vec<job::Model> = job::Entity::find()
+            .filter(job::Column::CaseId.eq(self.job.case_id))
+            .filter(job::Column::State.eq(JobState::Completed.as_str()))
+            .order_by_asc(job::Column::FinishedMs)
+            .all(&self.svc.db)
+            .await?;
+        let mut latest: HashMap<Uuid, Uuid> = HashMap::new();
+        for j in done {
+            if let Some(s) = j.study_id {
+                latest.insert(s, j.id);
+            }
+        }
+        latest.insert(study_id, self.job.id);
+        let mut rows = finding::Entity::find()
+            .filter(finding::Column::JobId.is_in(latest.into_values().collect::<Vec<_>>()))
+            .all(&self.svc.db)
+            .await?;
+        rows.sort_by(|a, b| {
+            b.positive
+                .cmp(&a.positive)
+                .then(b.probability.total_cmp(&a.probability))
+                .then(a.label.cmp(&b.label))
+        });
+        Ok(rows)
+    }
+
     async fn retrieving(&mut self, _t0: Instant) -> StageResult<Option<serde_json::Value>> {
         let plan = self.plan().await?;
         if plan.model.is_none() {
             return Ok(Some(serde_json::json!({ "skipped": plan.note })));
         }
-        Ok(Some(serde_json::json!({
-            "passages": [],
-            "source": "none: no evidence index is configured in this build",
-        })))
+        let rows = self.case_findings().await?;
+        let (modality, body_part) = (
+            filter_modality(&plan.modality),
+            filter_body_part(&plan.body_part),
+        );
+        let text = evidence_query(&rows, &modality, &body_part);
+        let knowledge = match self.svc.knowledge().await {
+            Ok(k) => k,
+            Err(why) => {
+                tracing::warn!(reason = %why, "pipeline: no evidence retrieval");
+                return Ok(Some(out_value(&StoredSources {
+                    passages: Vec::new(),
+                    note: Some(format!("No literature was retrieved: {why}.")),
+                })));
+            }
+        };
+        let q = evidence::Query {
+            text: text.clone(),
+            modality: Some(modality),
+            body_part: Some(body_part),
+            org: evidence::OrgId::parse(&self.job.org_id.to_string()).ok(),
+            top_k: self.svc.evidence_top_k,
+            ..Default::default()
+        };
+        let hits = tokio::task::spawn_blocking(move || knowledge.evidence.search(&q))
+            .await
+            .map_err(|_| StageError::Transient("the evidence search stopped".into()))?;
+        let sources = match hits {
+            Ok(hits) => StoredSources {
+                note: hits
+                    .is_empty()
+                    .then(|| "Retrieval found no matching literature or guideline.".into()),
+                passages: hits.into_iter().map(source_of).collect(),
+            },
+            Err(e) => {
+                // The embedded index failing is not worth a retry storm: the
+                // report is drafted without citations and says why.
+                tracing::warn!(error = %e, "pipeline: evidence search failed");
+                StoredSources {
+                    passages: Vec::new(),
+                    note: Some("No literature was retrieved: the evidence search failed.".into()),
+                }
+            }
+        };
+        let mut out = out_value(&sources);
+        out["query"] = serde_json::Value::String(text);
+        Ok(Some(out))
     }
 
-    async fn drafting(&mut self, _t0: Instant) -> StageResult<Option<serde_json::Value>> {
+    async fn drafting(&mut self, t0: Instant) -> StageResult<Option<serde_json::Value>> {
         let plan = self.plan().await?;
         if plan.model.is_none() {
             return Ok(Some(serde_json::json!({ "skipped": plan.note })));
         }
-        Ok(Some(serde_json::json!({
-            "writer": "none",
-            "reason": "report drafting is not configured in this build",
-        })))
+        let retrieved = queue::stage_output(&self.svc.db, self.job.id, Stage::Retrieving)
+            .await?
+            .ok_or_else(|| StageError::Transient("the retrieving stage left no record".into()))?;
+        let sources: StoredSources = serde_json::from_value(retrieved)
+            .map_err(|_| StageError::Permanent("the retrieval record is unreadable".into()))?;
+        let existing = report::Entity::find()
+            .filter(report::Column::CaseId.eq(self.job.case_id))
+            .one(&self.svc.db)
+            .await?;
+        if let Some(why) = existing.as_ref().and_then(keep_reason) {
+            return Ok(Some(serde_json::json!({ "report": "kept", "reason": why })));
+        }
+        let case = case::Entity::find_by_id(self.job.case_id)
+            .one(&self.svc.db)
+            .await?
+            .ok_or(StageError::LeaseLost)?;
+        let rows = self.case_findings().await?;
+        let ctx = case_context(&case, &plan, &rows);
+        let findings: Vec<reporting::Finding> = rows.iter().map(finding_of).collect();
+        let passages: Vec<reporting::Passage> =
+            sources.passages.iter().filter_map(passage_of).collect();
+
+        let asks_llm = self.svc.drafter.llm().is_some();
+        let allowed = asks_llm && self.svc.llm_breaker.allow();
+        let report = reporting::draft_with(
+            &ctx,
+            &findings,
+            &passages,
+            &self.svc.drafter,
+            reporting::DraftOptions {
+                breaker_open: asks_llm && !allowed,
+                ..Default::default()
+            },
+        )
+        .await;
+        if allowed {
+            if report.llm_errors.iter().any(|e| e.is_transient()) {
+                self.svc.llm_breaker.failure();
+            } else {
+                self.svc.llm_breaker.success();
+            }
+        }
+        let writer = match report.writer {
+            reporting::Writer::Llm => "llm",
+            reporting::Writer::Builtin => "builtin",
+        };
+        let body = serde_json::to_string(&report)
+            .map_err(|_| StageError::Permanent("the report could not be encoded".into()))?;
+        let stored_sources = serde_json::to_string(&sources)
+            .map_err(|_| StageError::Permanent("the sources could not be encoded".into()))?;
+        let out = serde_json::json!({
+            "writer": writer,
+            "fallback": report.fallback,
+            "citations": report.citations.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            "verification": report.verification,
+        });
+
+        self.hold().await;
+        let txn = queue::begin(&self.svc.db).await?;
+        queue::finish_stage(
+            &txn,
+            self.job.id,
+            self.worker,
+            Stage::Drafting,
+            Stage::Completed,
+            &out,
+            t0.elapsed().as_millis() as i64,
+            self.svc.cfg.lease(),
+            None,
+        )
+        .await?;
+        let at = app::ssr::now();
+        let current = report::Entity::find()
+            .filter(report::Column::CaseId.eq(self.job.case_id))
+            .one(&txn)
+            .await?;
+        let revision = match current {
+            // Signed or edited while we drafted: the person wins.
+            Some(r) if keep_reason(&r).is_some() => {
+                txn.commit().await?;
+                return Ok(None);
+            }
+            Some(r) => {
+                let revision = r.revision + 1;
+                let mut am: report::ActiveModel = r.into();
+                am.writer = Set(writer.into());
+                am.body = Set(body);
+                am.sources = Set(stored_sources);
+                am.job_id = Set(Some(self.job.id));
+                am.revision = Set(revision);
+                am.updated_at = Set(at);
+                am.update(&txn).await?;
+                revision
+            }
+            None => {
+                report::ActiveModel {
+                    id: Set(Uuid::new_v4()),
+                    org_id: Set(self.job.org_id),
+                    case_id: Set(self.job.case_id),
+                    status: Set("draft".into()),
+                    writer: Set(writer.into()),
+                    body: Set(body),
+                    sources: Set(stored_sources),
+                    job_id: Set(Some(self.job.id)),
+                    revision: Set(1),
+                    created_at: Set(at),
+                    updated_at: Set(at),
+                    signed_by: Set(None),
+                    signed_at: Set(None),
+                }
+                .insert(&txn)
+                .await?;
+                1
+            }
+        };
+        append(
+            &txn,
+            Entry {
+                org_id: Some(self.job.org_id),
+                actor_id: None,
+                action: "report.drafted",
+                target_type: "case",
+                target_id: Some(self.job.case_id.to_string()),
+                details: serde_json::json!({
+                    "job": self.job.id,
+                    "writer": writer,
+                    "revision": revision,
+                    "model": report.model,
+                    "prompt_version": report.prompt_version,
+                    "fallback": report.fallback,
+                }),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(None)
+    }
+}
+
+/// Why the drafting stage must leave the case's report alone: a person
+/// signed it (changes are addenda) or edited it (their text wins; the new
+/// findings are in the findings table).
+fn keep_reason(r: &report::Model) -> Option<&'static str> {
+    if r.status == "signed" {
+        return Some("the case's report is signed; new results need an addendum");
+    }
+    let edited = serde_json::from_str::<serde_json::Value>(&r.body)
+        .is_ok_and(|b| b.get("edited_by").is_some_and(|v| !v.is_null()));
+    edited.then_some("a reader edited the draft; it is not redrafted")
+}
+
+/// The index's modality codes are lower case; CR and DX read alike.
+fn filter_modality(m: &str) -> String {
+    m.trim().to_ascii_lowercase()
+}
+
+/// The index's body parts: `head` for HEAD/BRAIN/SKULL, `chest` for
+/// CHEST/THORAX/LUNG, as the models are chosen.
+fn filter_body_part(b: &str) -> String {
+    match b.trim().to_ascii_uppercase().as_str() {
+        "HEAD" | "BRAIN" | "SKULL" => "head".into(),
+        "CHEST" | "THORAX" | "LUNG" | "LUNGS" => "chest".into(),
+        other => other.to_ascii_lowercase(),
+    }
+}
+
+/// The search text: what the models suggest, in the words guidelines use.
+fn evidence_query(rows: &[finding::Model], modality: &str, body_part: &str) -> String {
+    let mut terms: Vec<String> = rows
+        .iter()
+        .filter(|f| f.positive)
+        .map(|f| reporting::display_term(&f.label))
+        .collect();
+    terms.dedup();
+    let what = if terms.is_empty() {
+        format!("normal {body_part} imaging, no acute finding")
+    } else {
+        terms.join(", ")
+    };
+    format!(
+        "{what} on {} {body_part}: management and follow-up",
+        modality.to_ascii_uppercase()
+    )
+}
+
+fn source_of(h: evidence::Hit) -> SourceDto {
+    SourceDto {
+        source: h.source.as_str().into(),
+        id: h.id,
+        title: h.title,
+        year: h.year,
+        url: h.url,
+        section: h.section,
+        passage: h.passage,
+        score: h.score,
+        why_matched: h.why_matched,
+    }
+}
+
+fn passage_of(s: &SourceDto) -> Option<reporting::Passage> {
+    let source = match s.source.as_str() {
+        "pubmed" => reporting::SourceKind::Literature,
+        "guideline" => reporting::SourceKind::Guideline,
+        "report" => reporting::SourceKind::OrgReport,
+        _ => return None,
+    };
+    Some(reporting::Passage {
+        id: s.id.clone(),
+        source,
+        title: s.title.clone(),
+        year: s.year.and_then(|y| u16::try_from(y).ok()),
+        url: s.url.clone(),
+        text: s.passage.clone(),
+    })
+}
+
+fn finding_of(f: &finding::Model) -> reporting::Finding {
+    reporting::Finding {
+        label: f.label.clone(),
+        probability: f.probability as f32,
+        threshold: f.threshold as f32,
+        positive: f.positive,
+        urgency: f.urgency.clone(),
+        model: f.model.clone(),
+        model_version: f.model_version.clone(),
+        study_id: Some(f.study_id.to_string()),
+    }
+}
+
+/// What a request form carries, never the patient's identity.
+fn case_context(c: &case::Model, plan: &Plan, rows: &[finding::Model]) -> reporting::CaseContext {
+    let mut models: Vec<reporting::ModelUse> = Vec::new();
+    for f in rows {
+        if !models
+            .iter()
+            .any(|m| m.model == f.model && m.model_version == f.model_version)
+        {
+            models.push(reporting::ModelUse {
+                model: f.model.clone(),
+                model_version: f.model_version.clone(),
+                intended_use: f.intended_use.clone(),
+            });
+        }
+    }
+    reporting::CaseContext {
+        age: c.age.and_then(|a| u16::try_from(a).ok()),
+        sex: match c.sex.as_str() {
+            "F" => Some(reporting::Sex::Female),
+            "M" => Some(reporting::Sex::Male),
+            "O" => Some(reporting::Sex::Other),
+            _ => None,
+        },
+        history: Some(c.history.trim().to_owned()).filter(|h| !h.is_empty()),
+        modality: plan.modality.clone(),
+        body_part: filter_body_part(&plan.body_part),
+        models,
     }
 }
 

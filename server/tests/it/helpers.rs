@@ -237,6 +237,16 @@ impl Api {
             .unwrap()
     }
 
+    pub async fn put_json(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .put(self.url(path))
+            .header("x-csrf-token", &self.csrf)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn patch_json(&self, path: &str, body: &Value) -> Response {
         self.http
             .patch(self.url(path))
@@ -290,4 +300,22 @@ pub async fn count(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
 pub async fn error_code(r: Response) -> String {
     let v: Value = r.json().await.unwrap();
     v["error"]["code"].as_str().unwrap_or("").to_owned()
+}
+
+/// Whether the embedding model is installed (scripts/fetch-embedder.sh).
+/// Without it the parts of a test that need retrieval are skipped with a
+/// printed notice, unless `MEDVISION_REQUIRE_MODEL=1` (CI) makes that a
+/// failure.
+pub fn embedder_available(test: &str) -> bool {
+    let dir = evidence::embed::default_model_dir();
+    match evidence::embed::check_model_dir(&dir) {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var("MEDVISION_REQUIRE_MODEL").is_ok_and(|v| v == "1") {
+                panic!("{test}: MEDVISION_REQUIRE_MODEL=1 but the embedding model is unavailable: {why}");
+            }
+            eprintln!("*** SKIPPED (retrieval part of {test}): {why} ***");
+            false
+        }
+    }
 }

@@ -12,4 +12,6 @@ mod helpers;
 mod images;
 mod models;
 mod pipeline;
+mod reports;
+mod review;
 mod security;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A tiny DenseNet for CT/HEAD whose head is biased so that `bleed` is
+/// A tiny DenseNet for CT/HEAD whose head is biased so that `intraparenchymal` is
 /// always positive (STAT) and `calcification` never: the pipeline's
 /// plumbing is under test here, not the model's skill.
 pub fn tiny_ct_pack(models: &Path) {
@@ -45,7 +45,7 @@ pub fn tiny_ct_pack(models: &Path) {
         task: Task::Classification,
         modality: "CT".into(),
         body_part: "HEAD".into(),
-        labels: vec!["bleed".into(), "calcification".into()],
+        labels: vec!["intraparenchymal".into(), "calcification".into()],
         intended_use: "test model, not for clinical use".into(),
         license: "AGPL-3.0-or-later".into(),
         source: "server/tests/it/pipeline.rs".into(),
@@ -67,7 +67,7 @@ pub fn tiny_ct_pack(models: &Path) {
         calibration: Vec::new(),
         thresholds: vec![
             Threshold {
-                label: "bleed".into(),
+                label: "intraparenchymal".into(),
                 positive_at: 0.5,
                 urgency_if_positive: Urgency::Stat,
             },
@@ -173,7 +173,7 @@ fn zip_of(path: &Path, files: &[(String, Vec<u8>)]) {
     z.finish().unwrap();
 }
 
-async fn upload(api: &crate::helpers::Api, case: &str, files: &[PathBuf]) -> Value {
+pub async fn upload(api: &crate::helpers::Api, case: &str, files: &[PathBuf]) -> Value {
     let mut form = reqwest::multipart::Form::new();
     for f in files {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
@@ -339,7 +339,10 @@ async fn upload_is_analysed_end_to_end(backend: Backend) {
         assert_eq!(f["model_version"], "0.1.0");
         assert_eq!(f["study_id"], j["study_id"]);
     }
-    let bleed = findings.iter().find(|f| f["label"] == "bleed").unwrap();
+    let bleed = findings
+        .iter()
+        .find(|f| f["label"] == "intraparenchymal")
+        .unwrap();
     assert_eq!(bleed["positive"], true);
     assert_eq!(bleed["urgency"], "stat");
     assert!(bleed["probability"].as_f64().unwrap() > 0.99);
@@ -391,10 +394,101 @@ async fn upload_is_analysed_end_to_end(backend: Backend) {
     assert_eq!(items[0]["urgency"], "routine");
     assert_eq!(items[1]["id"], routine["id"]);
 
-    // Each stage recorded once, one inference audit row, one heatmap.
+    // The drafting stage wrote the case's report: the built-in writer (no
+    // LLM is configured), labelled, stating the positive finding, citing
+    // only passages retrieval returned, with the literature beside it.
+    let r = api.get(&format!("/api/v1/cases/{id}/report")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    for k in ["status", "sections", "citations", "writer", "verification"] {
+        assert!(report.get(k).is_some(), "report lacks {k}: {report}");
+    }
+    assert_eq!(report["status"], "draft");
+    assert_eq!(report["label"], "AI draft, requires review");
+    assert_eq!(report["writer"], "builtin");
+    assert_eq!(report["fallback"]["reason"], "not_configured");
+    assert_eq!(
+        report["demo"], true,
+        "the test pack is not for clinical use"
+    );
+    assert_eq!(report["finding_models"][0]["model"], "test-ich-tiny");
+    let findings_text = report["sections"]["findings"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        + &report["sections"]["impression"]
+            .as_str()
+            .unwrap()
+            .to_lowercase();
+    assert!(
+        findings_text.contains("intraparenchymal haemorrhage"),
+        "the label is reported in the words radiologists use: {report}"
+    );
+    let sources = report["sources"].as_array().unwrap();
+    if crate::helpers::embedder_available("upload_is_analysed_end_to_end") {
+        assert!(!sources.is_empty(), "{report}");
+        assert!(
+            sources
+                .iter()
+                .any(|s| s["id"] == "GL:ich-ct-triage" || s["id"] == "GL:acr-head-trauma"),
+            "a head-CT haemorrhage retrieves the head guidelines: {sources:?}"
+        );
+        for s in sources {
+            assert!(!s["why_matched"].as_str().unwrap().is_empty(), "{s}");
+            assert!(!s["passage"].as_str().unwrap().is_empty(), "{s}");
+        }
+        let cited = report["citations"].as_array().unwrap();
+        assert!(
+            !cited.is_empty(),
+            "the built-in writer cites the guidelines: {report}"
+        );
+        for c in cited {
+            assert!(
+                sources.iter().any(|s| s["id"] == c["id"]),
+                "cited {c} was not retrieved"
+            );
+        }
+    } else {
+        assert!(sources.is_empty());
+        assert!(report["sources_note"]
+            .as_str()
+            .unwrap()
+            .contains("embedding model"));
+    }
+    assert_eq!(
+        other
+            .get(&format!("/api/v1/cases/{id}/report"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // A case with no analysis has no report yet.
+    let r = api
+        .get(&format!(
+            "/api/v1/cases/{}/report",
+            routine["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // The case page shows the draft with its label and the literature.
+    let page = api
+        .page(&format!("/cases/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("AI draft, requires review"),
+        "case page lacks the draft label"
+    );
+    assert!(page.contains("Literature and guidelines"));
+
+    // Each stage recorded once, one inference audit row, one heatmap, one draft.
     assert_eq!(count(&app.db, "job_stages").await, 5);
     assert_eq!(audit_count(&app.db, "inference.run").await, 1);
+    assert_eq!(audit_count(&app.db, "report.drafted").await, 1);
     assert_eq!(count(&app.db, "artefacts").await, 1);
+    assert_eq!(count(&app.db, "reports").await, 1);
     // Shutdown ends the open event stream instead of waiting for it.
     app.stop().await;
     let rest = tokio::time::timeout(Duration::from_secs(10), async {
@@ -862,9 +956,12 @@ async fn killed_worker_resumes_exactly_once(backend: Backend) {
             "killed in {stage}"
         );
     }
-    // No upload lost: every study has a completed job.
+    // No upload lost: every study has a completed job. Each job drafted
+    // the case's one report exactly once.
     assert_eq!(count(&app.db, "studies").await, 5);
     assert_eq!(audit_count(&app.db, "inference.run").await, 5);
+    assert_eq!(audit_count(&app.db, "report.drafted").await, 5);
+    assert_eq!(count(&app.db, "reports").await, 1);
     app.stop().await;
 }
 

@@ -1,7 +1,7 @@
 //! The guideline files: the committed starter corpus parses, and bad files
 //! are refused by name.
 
-use evidence::guidelines::{load_dir, parse};
+use evidence::guidelines::{load_dir, parse, starter, starter_fingerprint};
 use evidence::Error;
 
 use crate::common::corpus_guidelines;
@@ -47,6 +47,22 @@ fn the_starter_corpus_parses_into_several_passages_per_guideline() {
         ids.dedup();
         assert_eq!(ids.len(), chunks.len(), "{}: chunk ids unique", g.meta.id);
     }
+}
+
+/// The copy compiled into the binary is the folder, file for file: a
+/// guideline added to `corpus/guidelines` but not to the bundle fails here.
+#[test]
+fn the_bundled_starter_corpus_is_the_folder() {
+    let folder = load_dir(&corpus_guidelines()).expect("corpus parses");
+    let bundled = starter().expect("bundle parses");
+    let key = |g: &evidence::guidelines::Guideline| (g.meta.id.clone(), g.sections.clone());
+    assert_eq!(
+        bundled.iter().map(key).collect::<Vec<_>>(),
+        folder.iter().map(key).collect::<Vec<_>>()
+    );
+    let fp = starter_fingerprint();
+    assert_eq!(fp.len(), 64);
+    assert_eq!(fp, starter_fingerprint());
 }
 
 #[test]
