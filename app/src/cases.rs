@@ -1123,6 +1123,7 @@ pub fn CaseDetailPage() -> impl IntoView {
                             })}
                         </section>
                         <crate::pipeline::AnalysisPanel case_id=c.id/>
+                        <crate::chat::ChatPanel case_id=c.id/>
                         <crate::images::ImagesPanel case_id=c.id can_upload=!closed/>
                     }.into_any()
                 }

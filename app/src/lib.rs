@@ -8,6 +8,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cases;
+pub mod chat;
 pub mod domain;
 pub mod error;
 pub mod images;
@@ -65,6 +66,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/cases/:id") view=cases::CaseDetailPage ssr=SsrMode::Async/>
                     <Route path=path!("/cases/:id/edit") view=cases::EditCasePage ssr=SsrMode::Async/>
                     <Route path=path!("/batches/:id") view=pipeline::BatchPage ssr=SsrMode::Async/>
+                    <Route path=path!("/notifications") view=chat::NotificationsPage/>
                     <Route path=path!("/admin/users") view=admin::AdminUsersPage/>
                 </Routes>
             </main>

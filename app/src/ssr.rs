@@ -21,6 +21,37 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub leptos_options: LeptosOptions,
     pub auth: Arc<AuthPolicy>,
+    /// Wakes the chat sockets of a case when a message is posted or edited.
+    pub chat: ChatBus,
+}
+
+/// The process's chat wake-ups: the id of a case whose conversation
+/// changed. Sockets re-read from the database, so a lost wake-up is healed
+/// by the next one; PostgreSQL NOTIFY feeds it from other replicas.
+#[derive(Clone, Debug)]
+pub struct ChatBus(tokio::sync::broadcast::Sender<Uuid>);
+
+impl Default for ChatBus {
+    fn default() -> Self {
+        Self(tokio::sync::broadcast::channel(1024).0)
+    }
+}
+
+impl ChatBus {
+    pub fn posted(&self, case_id: Uuid) {
+        let _ = self.0.send(case_id);
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Uuid> {
+        self.0.subscribe()
+    }
+}
+
+/// From a server function: wake the case's chat sockets in this process.
+pub fn chat_posted(case_id: Uuid) {
+    if let Ok(s) = state() {
+        s.chat.posted(case_id);
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {

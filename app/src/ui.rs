@@ -133,6 +133,21 @@ pub fn NotFound() -> impl IntoView {
 /// The session, loaded once per page and shared through context.
 pub type SessionResource = Resource<Result<SessionInfo, AppError>>;
 
+/// Unread mentions, linking to the notifications page.
+#[component]
+fn NotificationBadge() -> impl IntoView {
+    let n = Resource::new(|| (), |_| crate::chat::notifications());
+    view! {
+        <Transition fallback=|| ()>
+            {move || n.get().and_then(|r| r.ok()).map(|(_, unread)| view! {
+                <A href="/notifications" attr:class="notifications-link" attr:aria-label=format!("{unread} unread notifications")>
+                    "Mentions"{(unread > 0).then(|| view! { <span class="badge unread">{unread}</span> })}
+                </A>
+            })}
+        </Transition>
+    }
+}
+
 #[component]
 pub fn Header() -> impl IntoView {
     let session = expect_context::<SessionResource>();
@@ -150,6 +165,7 @@ pub fn Header() -> impl IntoView {
                             {(u.role == Role::Admin).then(|| view! { <A href="/admin/users">"Users"</A> })}
                         </nav>
                         <div class="who">
+                            <NotificationBadge/>
                             <A href="/profile">{u.name.clone()}</A>
                             <span class="badge">{u.role.label()}</span>
                             <span class="muted org">{u.org.clone()}</span>

@@ -16,6 +16,8 @@ pub mod finding_review;
 pub mod instance;
 pub mod job;
 pub mod job_stage;
+pub mod message;
+pub mod notification;
 pub mod organization;
 pub mod report;
 pub mod report_addendum;

@@ -11,6 +11,7 @@ mod m20261124_000004_imaging;
 mod m20261124_000005_pipeline;
 mod m20261124_000006_reports;
 mod m20261124_000007_review;
+mod m20261124_000008_chat;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_pipeline::Migration),
             Box::new(m20261124_000006_reports::Migration),
             Box::new(m20261124_000007_review::Migration),
+            Box::new(m20261124_000008_chat::Migration),
         ]
     }
 }

@@ -79,6 +79,7 @@ pub fn router() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
         .merge(crate::images::router())
         .merge(crate::reports::router())
+        .merge(crate::chat::router())
         .merge(crate::pipeline::api::router())
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async {
@@ -281,6 +282,7 @@ async fn add_member(
     paths(login, logout, me, create_token, list_tokens, list_cases, create_case, get_case, update_case, add_member,
         crate::images::upload, crate::images::list_studies, crate::images::list_instances, crate::images::metadata, crate::images::render,
         crate::pipeline::api::case_jobs, crate::pipeline::api::case_findings, crate::pipeline::api::case_report,
+        crate::chat::list, crate::chat::create, crate::chat::edit, crate::chat::notifications, crate::chat::read_all,
         crate::reports::edit, crate::reports::sign, crate::reports::addendum, crate::reports::report_pdf, crate::reports::reviews, crate::reports::review, crate::reports::add_finding, crate::pipeline::api::case_batches, crate::pipeline::api::case_events,
         crate::pipeline::api::batch, crate::pipeline::api::cancel_batch, crate::pipeline::api::retry_batch, crate::pipeline::api::batch_events,
         crate::pipeline::api::artefact, crate::pipeline::api::failed_jobs, crate::pipeline::api::retry_job),
@@ -289,7 +291,8 @@ async fn add_member(
         app::pipeline::JobDto, app::pipeline::FindingDto, app::pipeline::BatchDto, app::pipeline::BatchCounts,
         app::report::ReportDto, app::report::SectionsDto, app::report::CitationDto, app::report::VerificationDto, app::report::FallbackDto,
         app::report::ModelRefDto, app::report::ExplanationDto, app::report::SourceDto, app::report::AddendumDto, app::report::ReportEdit,
-        app::report::SignInput, app::report::AddendumInput, app::review::ReviewDto, app::review::ReviewInput, app::review::AddFindingInput)),
+        app::report::SignInput, app::report::AddendumInput, app::review::ReviewDto, app::review::ReviewInput, app::review::AddFindingInput,
+        app::chat::MessageDto, app::chat::NewMessage, app::chat::MessageEdit, app::chat::NotificationDto, crate::chat::NotificationList)),
     modifiers(&Security),
     tags((name = "auth", description = "Sessions and API tokens"), (name = "cases", description = "Cases, scoped to the caller's organisation"), (name = "images", description = "Upload (de-identified on ingest), studies, instances, metadata and rendering"))
 )]

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod blobs;
+pub mod chat;
 pub mod cli;
 pub mod corpus;
 pub mod db;
@@ -76,12 +77,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         Duration::from_secs(settings.session_absolute_hours * 3600),
     );
     auth.trust_forwarded_for = settings.trust_forwarded_for;
+    let hub = Arc::new(pipeline::events::Hub::default());
     let state = AppState {
         db: database.conn.clone(),
         leptos_options: leptos_options(&settings, addr),
         auth: Arc::new(auth),
+        chat: hub.chat.clone(),
     };
-    let hub = Arc::new(pipeline::events::Hub::default());
     let imaging = Arc::new(images::Imaging::new(&settings, hub.clone())?);
     let pipeline = Arc::new(pipeline::Services::new(
         database.conn.clone(),

@@ -31,6 +31,8 @@ pub struct Hub {
     changed: Notify,
     /// Set at shutdown: event streams end so the server can drain.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Chat wake-ups (the same bus the web layer posts to).
+    pub chat: app::ssr::ChatBus,
 }
 
 impl Default for Hub {
@@ -40,6 +42,7 @@ impl Default for Hub {
             jobs_ready: Notify::new(),
             changed: Notify::new(),
             closing: tokio::sync::watch::channel(false).0,
+            chat: app::ssr::ChatBus::default(),
         }
     }
 }
@@ -112,8 +115,9 @@ impl Hub {
     }
 }
 
-/// On PostgreSQL: a LISTEN connection that pokes the hub on every NOTIFY
-/// from any worker process or replica.
+/// On PostgreSQL: a LISTEN connection that pokes the hub on every job
+/// NOTIFY from any worker process or replica, and wakes the chat sockets
+/// of a case on every chat NOTIFY.
 async fn pg_listener(
     db: &DatabaseConnection,
     hub: Arc<Hub>,
@@ -127,10 +131,16 @@ async fn pg_listener(
         loop {
             let listener = async {
                 let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
-                l.listen("medvision_jobs").await?;
+                l.listen_all(["medvision_jobs", "medvision_chat"]).await?;
                 loop {
-                    l.recv().await?;
-                    hub.poke();
+                    let n = l.recv().await?;
+                    if n.channel() == "medvision_chat" {
+                        if let Ok(case) = n.payload().parse::<uuid::Uuid>() {
+                            hub.chat.posted(case);
+                        }
+                    } else {
+                        hub.poke();
+                    }
                 }
                 #[allow(unreachable_code)]
                 Ok::<(), sqlx::Error>(())

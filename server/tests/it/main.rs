@@ -7,6 +7,7 @@ mod access;
 mod accounts;
 mod audit;
 mod cases;
+mod chat;
 mod cli;
 mod helpers;
 mod images;
