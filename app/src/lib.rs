@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod cases;
@@ -67,6 +68,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/cases/:id/edit") view=cases::EditCasePage ssr=SsrMode::Async/>
                     <Route path=path!("/batches/:id") view=pipeline::BatchPage ssr=SsrMode::Async/>
                     <Route path=path!("/notifications") view=chat::NotificationsPage/>
+                    <Route path=path!("/analytics") view=analytics::AnalyticsPage/>
                     <Route path=path!("/admin/users") view=admin::AdminUsersPage/>
                 </Routes>
             </main>

@@ -162,6 +162,7 @@ pub fn Header() -> impl IntoView {
                         <nav class="nav">
                             <A href="/cases">"Cases"</A>
                             <A href="/cases/new">"New case"</A>
+                            <A href="/analytics">"Analytics"</A>
                             {(u.role == Role::Admin).then(|| view! { <A href="/admin/users">"Users"</A> })}
                         </nav>
                         <div class="who">

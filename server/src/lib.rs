@@ -2,6 +2,7 @@
 //! `build(settings)` wires configuration, database, sessions and routes;
 //! `Application::run` serves until shutdown. `main.rs` only parses the CLI.
 
+pub mod analytics;
 pub mod api;
 pub mod blobs;
 pub mod chat;

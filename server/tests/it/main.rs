@@ -5,6 +5,7 @@
 
 mod access;
 mod accounts;
+mod analytics;
 mod audit;
 mod cases;
 mod chat;
