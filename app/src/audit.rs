@@ -1,10 +1,14 @@
 //! The tamper-evident audit log: every change to accounts, roles and cases
 //! appends one row whose hash covers the row and the previous row's hash.
 
+use crate::error::AppError;
+use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// The result of re-computing the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ChainReport {
     pub rows: u64,
     /// The first row whose stored hash or link does not match, with why.
@@ -12,14 +16,51 @@ pub struct ChainReport {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BrokenLink {
     pub seq: i64,
     pub reason: String,
 }
 
+/// One audit row as an admin reads it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditRowDto {
+    pub seq: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor_id: Option<Uuid>,
+    pub actor: Option<String>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    /// The recorded details (before/after), as stored.
+    pub details: serde_json::Value,
+}
+
+/// Filters of the audit page and `GET /api/v1/admin/audit`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
+pub struct AuditFilter {
+    /// The acting user's e-mail.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A case id: rows about the case or anything under it.
+    #[serde(default)]
+    pub case: Option<Uuid>,
+    /// An action, e.g. `report.signed`, or a prefix ending in `.` (`report.`).
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
 #[cfg(feature = "ssr")]
 pub mod ssr {
-    use super::{BrokenLink, ChainReport};
+    use super::{AuditFilter, AuditRowDto, BrokenLink, ChainReport};
     use crate::error::AppError;
     use crate::ssr::{now, Actor};
     use entity::audit_log;
@@ -148,6 +189,113 @@ pub mod ssr {
         Ok(())
     }
 
+    /// The admin's organisation's rows, newest first, filtered.
+    pub async fn list(
+        db: &sea_orm::DatabaseConnection,
+        actor: &Actor,
+        f: &AuditFilter,
+    ) -> Result<Vec<AuditRowDto>, AppError> {
+        use entity::user;
+        use sea_orm::{ColumnTrait, Condition, QueryFilter};
+        actor.require_role(crate::domain::Role::Admin)?;
+        let mut q = audit_log::Entity::find().filter(audit_log::Column::OrgId.eq(actor.org_id));
+        if let Some(email) = f.user.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            let u = user::Entity::find()
+                .filter(user::Column::Email.eq(email.to_lowercase()))
+                .filter(user::Column::OrgId.eq(actor.org_id))
+                .one(db)
+                .await?;
+            match u {
+                Some(u) => q = q.filter(audit_log::Column::ActorId.eq(u.id)),
+                None => return Ok(Vec::new()),
+            }
+        }
+        if let Some(c) = f.case {
+            q = q.filter(
+                Condition::any()
+                    .add(audit_log::Column::TargetId.eq(c.to_string()))
+                    .add(audit_log::Column::Details.contains(c.to_string())),
+            );
+        }
+        if let Some(a) = f.action.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+            if a.len() > 64 {
+                return Err(AppError::field("action", "is too long"));
+            }
+            q = if let Some(prefix) = a.strip_suffix('.') {
+                q.filter(audit_log::Column::Action.starts_with(format!("{prefix}.")))
+            } else {
+                q.filter(audit_log::Column::Action.eq(a))
+            };
+        }
+        if let Some(from) = f.from {
+            q = q.filter(audit_log::Column::At.gte(from));
+        }
+        if let Some(to) = f.to {
+            q = q.filter(audit_log::Column::At.lte(to));
+        }
+        let rows = q
+            .order_by_desc(audit_log::Column::Seq)
+            .limit(f.limit.unwrap_or(500).clamp(1, 5000))
+            .all(db)
+            .await?;
+        let ids: Vec<Uuid> = rows.iter().filter_map(|r| r.actor_id).collect();
+        let names: std::collections::HashMap<Uuid, String> = if ids.is_empty() {
+            Default::default()
+        } else {
+            user::Entity::find()
+                .filter(user::Column::Id.is_in(ids))
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|u| (u.id, u.email))
+                .collect()
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditRowDto {
+                seq: r.seq,
+                at: r.at,
+                actor: r.actor_id.and_then(|a| names.get(&a).cloned()),
+                actor_id: r.actor_id,
+                action: r.action,
+                target_type: r.target_type,
+                target_id: r.target_id,
+                details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
+            })
+            .collect())
+    }
+
+    /// The rows as CSV (formula-looking cells quoted).
+    pub fn csv(rows: &[AuditRowDto]) -> String {
+        fn cell(s: &str) -> String {
+            let s = if s.starts_with(['=', '+', '-', '@']) {
+                format!("'{s}")
+            } else {
+                s.to_owned()
+            };
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s
+            }
+        }
+        let mut out = String::from("seq,at,actor,action,target_type,target_id,details\r\n");
+        for r in rows {
+            let cells = [
+                r.seq.to_string(),
+                r.at.to_rfc3339(),
+                r.actor.clone().unwrap_or_default(),
+                r.action.clone(),
+                r.target_type.clone(),
+                r.target_id.clone().unwrap_or_default(),
+                r.details.to_string(),
+            ];
+            out.push_str(&cells.iter().map(|c| cell(c)).collect::<Vec<_>>().join(","));
+            out.push_str("\r\n");
+        }
+        out
+    }
+
     /// Streams the whole log in order and re-computes every link.
     pub async fn verify<C: ConnectionTrait + StreamTrait>(db: &C) -> Result<ChainReport, AppError> {
         use futures_util::StreamExt;
@@ -189,5 +337,94 @@ pub mod ssr {
             rows,
             first_broken: None,
         })
+    }
+}
+
+#[server(prefix = "/sfn", endpoint = "audit_rows", input = server_fn::codec::GetUrl)]
+pub async fn audit_rows(filter: AuditFilter) -> Result<Vec<AuditRowDto>, AppError> {
+    use crate::ssr::{fail, require_user, state};
+    fail(ssr::list(&state()?.db, &require_user()?, &filter).await)
+}
+
+#[server(prefix = "/sfn", endpoint = "audit_verify")]
+pub async fn audit_verify() -> Result<ChainReport, AppError> {
+    use crate::ssr::{fail, require_role, state};
+    fail(
+        async {
+            require_role(crate::domain::Role::Admin)?;
+            ssr::verify(&state()?.db).await
+        }
+        .await,
+    )
+}
+
+/// `/admin/audit`: the organisation's audit trail for its admins, with
+/// filters, the chain check and a CSV download.
+#[component]
+pub fn AuditPage() -> impl IntoView {
+    use leptos_router::hooks::use_query_map;
+    let q = use_query_map();
+    let filter = Memo::new(move |_| {
+        q.with(|q| AuditFilter {
+            user: q.get("user").filter(|s| !s.is_empty()),
+            case: q.get("case").and_then(|s| Uuid::parse_str(&s).ok()),
+            action: q.get("action").filter(|s| !s.is_empty()),
+            from: None,
+            to: None,
+            limit: Some(500),
+        })
+    });
+    let rows = Resource::new(move || filter.get(), audit_rows);
+    let verify = ServerAction::<AuditVerify>::new();
+    let csv = move || {
+        let f = filter.get();
+        let mut qs = vec![];
+        if let Some(u) = f.user {
+            qs.push(format!("user={u}"));
+        }
+        if let Some(c) = f.case {
+            qs.push(format!("case={c}"));
+        }
+        if let Some(a) = f.action {
+            qs.push(format!("action={a}"));
+        }
+        format!("/api/v1/admin/audit.csv?{}", qs.join("&"))
+    };
+    view! {
+        <section class="card">
+            <h1>"Audit trail"</h1>
+            <form method="get" class="row">
+                <input name="user" placeholder="user e-mail" value=move || filter.get().user.unwrap_or_default()/>
+                <input name="case" placeholder="case id" value=move || filter.get().case.map(|c| c.to_string()).unwrap_or_default()/>
+                <input name="action" placeholder="action, e.g. report. or report.signed" value=move || filter.get().action.unwrap_or_default()/>
+                <button type="submit">"Filter"</button>
+                <a class="button" href=csv>"CSV"</a>
+            </form>
+            <ActionForm action=verify attr:class="inline">
+                <crate::ui::CsrfField/>
+                <button type="submit">"Verify the chain"</button>
+            </ActionForm>
+            {move || verify.value().get().map(|r| match r {
+                Ok(ChainReport { rows, first_broken: None }) => view! { <p class="signature">{format!("Chain intact: {rows} rows verified.")}</p> }.into_any(),
+                Ok(ChainReport { first_broken: Some(b), .. }) => view! { <p class="error">{format!("Chain broken at row {}: {}", b.seq, b.reason)}</p> }.into_any(),
+                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+            })}
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || rows.get().map(|r| match r {
+                    Err(e) => view! { <crate::ui::Problem error=e/> }.into_any(),
+                    Ok(list) => view! {
+                        <table class="table audit">
+                            <thead><tr><th>"#"</th><th>"When"</th><th>"Who"</th><th>"Action"</th><th>"Target"</th><th>"Details"</th></tr></thead>
+                            <tbody>{list.into_iter().map(|r| view! {
+                                <tr><td>{r.seq}</td><td>{r.at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                                    <td>{r.actor.clone().unwrap_or_else(|| "system".into())}</td><td class="mono">{r.action.clone()}</td>
+                                    <td class="mono small">{format!("{} {}", r.target_type, r.target_id.clone().unwrap_or_default())}</td>
+                                    <td class="mono small details">{r.details.to_string()}</td></tr>
+                            }).collect_view()}</tbody>
+                        </table>
+                    }.into_any(),
+                })}
+            </Suspense>
+        </section>
     }
 }

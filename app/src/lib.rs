@@ -69,6 +69,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/batches/:id") view=pipeline::BatchPage ssr=SsrMode::Async/>
                     <Route path=path!("/notifications") view=chat::NotificationsPage/>
                     <Route path=path!("/analytics") view=analytics::AnalyticsPage/>
+                    <Route path=path!("/admin/audit") view=audit::AuditPage/>
                     <Route path=path!("/admin/users") view=admin::AdminUsersPage/>
                 </Routes>
             </main>

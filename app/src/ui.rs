@@ -163,7 +163,7 @@ pub fn Header() -> impl IntoView {
                             <A href="/cases">"Cases"</A>
                             <A href="/cases/new">"New case"</A>
                             <A href="/analytics">"Analytics"</A>
-                            {(u.role == Role::Admin).then(|| view! { <A href="/admin/users">"Users"</A> })}
+                            {(u.role == Role::Admin).then(|| view! { <A href="/admin/users">"Users"</A><A href="/admin/audit">"Audit"</A> })}
                         </nav>
                         <div class="who">
                             <NotificationBadge/>

@@ -81,6 +81,7 @@ pub fn router() -> Router<AppState> {
         .merge(crate::reports::router())
         .merge(crate::chat::router())
         .merge(crate::analytics::router())
+        .merge(crate::audit_api::router())
         .merge(crate::pipeline::api::router())
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async {
@@ -283,7 +284,7 @@ async fn add_member(
     paths(login, logout, me, create_token, list_tokens, list_cases, create_case, get_case, update_case, add_member,
         crate::images::upload, crate::images::list_studies, crate::images::list_instances, crate::images::metadata, crate::images::render,
         crate::pipeline::api::case_jobs, crate::pipeline::api::case_findings, crate::pipeline::api::case_report,
-        crate::analytics::dashboard, crate::analytics::csv,
+        crate::analytics::dashboard, crate::analytics::csv, crate::audit_api::list, crate::audit_api::csv, crate::audit_api::verify,
         crate::chat::list, crate::chat::create, crate::chat::edit, crate::chat::notifications, crate::chat::read_all,
         crate::reports::edit, crate::reports::sign, crate::reports::addendum, crate::reports::report_pdf, crate::reports::reviews, crate::reports::review, crate::reports::add_finding, crate::pipeline::api::case_batches, crate::pipeline::api::case_events,
         crate::pipeline::api::batch, crate::pipeline::api::cancel_batch, crate::pipeline::api::retry_batch, crate::pipeline::api::batch_events,
@@ -294,6 +295,7 @@ async fn add_member(
         app::report::ReportDto, app::report::SectionsDto, app::report::CitationDto, app::report::VerificationDto, app::report::FallbackDto,
         app::report::ModelRefDto, app::report::ExplanationDto, app::report::SourceDto, app::report::AddendumDto, app::report::ReportEdit,
         app::report::SignInput, app::report::AddendumInput, app::review::ReviewDto, app::review::ReviewInput, app::review::AddFindingInput,
+        app::audit::AuditRowDto, app::audit::ChainReport, app::audit::BrokenLink,
         app::analytics::Analytics, app::analytics::Totals, app::analytics::Count, app::analytics::LabelStats, app::analytics::Performance, app::analytics::Ci,
         app::chat::MessageDto, app::chat::NewMessage, app::chat::MessageEdit, app::chat::NotificationDto, crate::chat::NotificationList)),
     modifiers(&Security),

@@ -4,6 +4,7 @@
 
 pub mod analytics;
 pub mod api;
+pub mod audit_api;
 pub mod blobs;
 pub mod chat;
 pub mod cli;
