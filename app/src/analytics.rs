@@ -87,6 +87,57 @@ pub struct Analytics {
     pub performance: Vec<Performance>,
 }
 
+/// Sensitivity and specificity if the label were called positive from
+/// `threshold` on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct CurvePoint {
+    pub threshold: f64,
+    pub sensitivity: Option<f64>,
+    pub specificity: Option<f64>,
+}
+
+/// One model label's operating point for the organisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ThresholdRow {
+    pub model: String,
+    pub label: String,
+    /// Findings the radiologists confirmed or rejected.
+    pub confirmed: i64,
+    /// The organisation's threshold; `None`: the pack's.
+    pub org_threshold: Option<f64>,
+    /// The trade-off at thresholds 0.05, 0.10 … 0.95.
+    pub curve: Vec<CurvePoint>,
+}
+
+/// `PUT /api/v1/admin/thresholds`: `positive_at: null` returns to the pack's.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ThresholdInput {
+    pub model: String,
+    pub label: String,
+    pub positive_at: Option<f64>,
+}
+
+/// The curve from confirmed-score histograms (`BINS` bins).
+pub fn curve(pos: &[i64], neg: &[i64]) -> Vec<CurvePoint> {
+    let (np, nn): (i64, i64) = (pos.iter().sum(), neg.iter().sum());
+    (1..20)
+        .map(|k| {
+            let t = k as f64 / 20.0;
+            let from = ((t * pos.len() as f64).round() as usize).min(pos.len());
+            let tp: i64 = pos[from..].iter().sum();
+            let fp: i64 = neg[from..].iter().sum();
+            CurvePoint {
+                threshold: t,
+                sensitivity: (np > 0).then(|| tp as f64 / np as f64),
+                specificity: (nn > 0).then(|| (nn - fp) as f64 / nn as f64),
+            }
+        })
+        .collect()
+}
+
 /// Wilson score interval for `x` successes in `n`.
 pub fn wilson(x: i64, n: i64) -> Option<Ci> {
     if n <= 0 {
@@ -154,7 +205,10 @@ pub mod ssr {
     use super::*;
     use crate::domain::Role;
     use crate::ssr::Actor;
-    use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
+    use sea_orm::{
+        ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+        QueryFilter, Statement, Value,
+    };
     use std::collections::BTreeMap;
 
     /// `?` placeholders in the dialect of the backend.
@@ -451,6 +505,157 @@ pub mod ssr {
         })
     }
 
+    /// The admin's view for threshold tuning: every model label the
+    /// organisation has findings for, its threshold, and its trade-off on
+    /// the confirmed ones (aggregated in the database).
+    pub async fn thresholds(
+        db: &DatabaseConnection,
+        actor: &Actor,
+    ) -> Result<Vec<ThresholdRow>, AppError> {
+        actor.require_role(Role::Admin)?;
+        let b = db.get_database_backend();
+        let bin = if b == DatabaseBackend::Postgres {
+            format!("LEAST(FLOOR(f.probability * {BINS})::int, {})", BINS - 1)
+        } else {
+            format!("MIN(CAST(f.probability * {BINS} AS INTEGER), {})", BINS - 1)
+        };
+        let org: Value = actor.org_id.into();
+        let labels = rows(
+            db,
+            "SELECT f.model AS model, f.label AS label FROM findings f WHERE f.org_id = ?
+             GROUP BY f.model, f.label ORDER BY f.model, f.label",
+            vec![org.clone()],
+        )
+        .await?;
+        let hist = rows(
+            db,
+            &format!(
+                "SELECT f.model AS model, f.label AS label, CASE WHEN r.present THEN 1 ELSE 0 END AS truth,
+                        {bin} AS bin, COUNT(*) AS n
+                 FROM findings f
+                 JOIN finding_reviews r ON r.finding_id = f.id
+                  AND r.created_at = (SELECT MAX(x.created_at) FROM finding_reviews x WHERE x.finding_id = f.id)
+                 WHERE f.org_id = ?
+                 GROUP BY f.model, f.label, truth, bin"
+            ),
+            vec![org.clone()],
+        )
+        .await?;
+        let set = entity::org_threshold::Entity::find()
+            .filter(entity::org_threshold::Column::OrgId.eq(actor.org_id))
+            .all(db)
+            .await?;
+        let mut out = Vec::new();
+        for l in &labels {
+            let (model, label) = (get_s(l, "model"), get_s(l, "label"));
+            let mut pos = vec![0i64; BINS];
+            let mut neg = vec![0i64; BINS];
+            for h in hist
+                .iter()
+                .filter(|h| get_s(h, "model") == model && get_s(h, "label") == label)
+            {
+                let bin = get_i(h, "bin").clamp(0, BINS as i64 - 1) as usize;
+                if get_i(h, "truth") == 1 {
+                    pos[bin] += get_i(h, "n");
+                } else {
+                    neg[bin] += get_i(h, "n");
+                }
+            }
+            out.push(ThresholdRow {
+                confirmed: pos.iter().chain(&neg).sum(),
+                org_threshold: set
+                    .iter()
+                    .find(|t| t.model == model && t.label == label)
+                    .map(|t| t.positive_at),
+                curve: curve(&pos, &neg),
+                model,
+                label,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sets (or clears) the organisation's threshold; audited.
+    pub async fn set_threshold(
+        db: &DatabaseConnection,
+        actor: &Actor,
+        input: ThresholdInput,
+    ) -> Result<Vec<ThresholdRow>, AppError> {
+        use crate::audit::ssr::{append, Entry};
+        use entity::org_threshold;
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set, ModelTrait};
+        actor.require_role(Role::Admin)?;
+        if let Some(t) = input.positive_at {
+            if !(t > 0.0 && t < 1.0) {
+                return Err(AppError::field(
+                    "positive_at",
+                    "must be between 0 and 1 (exclusive)",
+                ));
+            }
+        }
+        let txn = crate::ssr::write_txn(db).await?;
+        let known = entity::finding::Entity::find()
+            .filter(entity::finding::Column::OrgId.eq(actor.org_id))
+            .filter(entity::finding::Column::Model.eq(input.model.clone()))
+            .filter(entity::finding::Column::Label.eq(input.label.clone()))
+            .one(&txn)
+            .await?;
+        if known.is_none() {
+            return Err(AppError::field(
+                "label",
+                "no finding of this model and label in your organisation",
+            ));
+        }
+        let old = org_threshold::Entity::find_by_id((
+            actor.org_id,
+            input.model.clone(),
+            input.label.clone(),
+        ))
+        .one(&txn)
+        .await?;
+        let before = old.as_ref().map(|o| o.positive_at);
+        if let Some(o) = old {
+            o.delete(&txn).await?;
+        }
+        if let Some(t) = input.positive_at {
+            org_threshold::ActiveModel {
+                org_id: Set(actor.org_id),
+                model: Set(input.model.clone()),
+                label: Set(input.label.clone()),
+                positive_at: Set(t),
+                set_by: Set(actor.user_id),
+                set_at: Set(crate::ssr::now()),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        let mut e = Entry::by(actor, "threshold.set", "model", &input.model);
+        e.details = serde_json::json!({
+            "label": input.label,
+            "before": {"positive_at": before},
+            "after": {"positive_at": input.positive_at},
+        });
+        append(&txn, e).await?;
+        txn.commit().await?;
+        thresholds(db, actor).await
+    }
+
+    /// The organisation's thresholds for a model, for the pipeline.
+    pub async fn org_thresholds<C: ConnectionTrait>(
+        db: &C,
+        org: uuid::Uuid,
+        model: &str,
+    ) -> Result<Vec<(String, f64)>, AppError> {
+        Ok(entity::org_threshold::Entity::find()
+            .filter(entity::org_threshold::Column::OrgId.eq(org))
+            .filter(entity::org_threshold::Column::Model.eq(model))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|t| (t.label, t.positive_at))
+            .collect())
+    }
+
     /// One table of the dashboard as CSV (RFC 4180 quoting; cells that a
     /// spreadsheet would run as a formula are prefixed with a quote).
     pub fn csv(a: &Analytics, table: &str) -> Result<String, AppError> {
@@ -580,6 +785,81 @@ pub async fn get_analytics(organisation: bool, period: String) -> Result<Analyti
     fail(ssr::dashboard(&state()?.db, &require_user()?, organisation, &period).await)
 }
 
+#[server(prefix = "/sfn", endpoint = "thresholds", input = server_fn::codec::GetUrl)]
+pub async fn thresholds() -> Result<Vec<ThresholdRow>, AppError> {
+    use crate::ssr::{fail, require_user, state};
+    fail(ssr::thresholds(&state()?.db, &require_user()?).await)
+}
+
+#[server(prefix = "/sfn", endpoint = "set_threshold")]
+pub async fn set_threshold(
+    model: String,
+    label: String,
+    positive_at: String,
+) -> Result<Vec<ThresholdRow>, AppError> {
+    use crate::ssr::{fail, require_user, state};
+    fail(
+        async {
+            let positive_at = match positive_at.trim() {
+                "" => None,
+                t => Some(
+                    t.parse::<f64>()
+                        .map_err(|_| AppError::field("positive_at", "must be a number"))?,
+                ),
+            };
+            let input = ThresholdInput {
+                model,
+                label,
+                positive_at,
+            };
+            ssr::set_threshold(&state()?.db, &require_user()?, input).await
+        }
+        .await,
+    )
+}
+
+/// Admins: each label's trade-off on the organisation's confirmed cases,
+/// and the threshold the pipeline applies from now on.
+#[component]
+fn ThresholdPanel() -> impl IntoView {
+    let set = ServerAction::<SetThreshold>::new();
+    let rows = Resource::new(move || set.version().get(), |_| thresholds());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || rows.get().and_then(|r| r.ok()).map(|list| view! {
+                <h2>"Threshold tuning"</h2>
+                <p class="muted small">"Sensitivity / specificity if the label were called positive from each threshold, on this organisation's radiologist-confirmed findings. A threshold set here applies to new analyses; it is recorded in the audit log."</p>
+                {list.into_iter().map(|t| {
+                    let (form_model, form_label) = (t.model.clone(), t.label.clone());
+                    let current = t.org_threshold.map(|v| v.to_string()).unwrap_or_default();
+                    view! {
+                    <div class="threshold" data-label=t.label.clone()>
+                        <h3>{t.model.clone()}" · "{t.label.clone()}
+                            <span class="muted small">{format!(" ({} confirmed; threshold {})", t.confirmed,
+                                t.org_threshold.map(|v| format!("{v:.3} set by this organisation")).unwrap_or_else(|| "of the pack".into()))}</span></h3>
+                        <table class="table small">
+                            <thead><tr><th>"Threshold"</th>{t.curve.iter().step_by(2).map(|p| view! { <th>{format!("{:.2}", p.threshold)}</th> }).collect_view()}</tr></thead>
+                            <tbody>
+                                <tr><td>"Sensitivity"</td>{t.curve.iter().step_by(2).map(|p| view! { <td>{p.sensitivity.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into())}</td> }).collect_view()}</tr>
+                                <tr><td>"Specificity"</td>{t.curve.iter().step_by(2).map(|p| view! { <td>{p.specificity.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into())}</td> }).collect_view()}</tr>
+                            </tbody>
+                        </table>
+                        <ActionForm action=set attr:class="inline">
+                            <crate::ui::CsrfField/>
+                            <input type="hidden" name="model" value=form_model/>
+                            <input type="hidden" name="label" value=form_label/>
+                            <input name="positive_at" type="number" min="0.001" max="0.999" step="0.001"
+                                value=current placeholder="pack default"/>
+                            <button type="submit">"Set threshold"</button>
+                        </ActionForm>
+                    </div>
+                }}).collect_view()}
+                <crate::ui::FormError value=set.value()/>
+            })}
+        </Suspense>
+    }
+}
+
 /// A bar chart as inline SVG, drawn on the server (no script).
 #[component]
 fn Bars(title: &'static str, data: Vec<Count>) -> impl IntoView {
@@ -686,6 +966,7 @@ pub fn AnalyticsPage() -> impl IntoView {
                                         <td>{ci(p.auroc)}</td><td>{p.ece.map(|e| format!("{e:.3}")).unwrap_or_else(|| "—".into())}</td></tr>
                                 }).collect_view()}</tbody>
                             </table>
+                            {(a.scope == "organisation").then(|| view! { <ThresholdPanel/> })}
                         }.into_any()
                     }
                 })}

@@ -18,6 +18,7 @@ pub mod job;
 pub mod job_stage;
 pub mod message;
 pub mod notification;
+pub mod org_threshold;
 pub mod organization;
 pub mod report;
 pub mod report_addendum;

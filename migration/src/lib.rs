@@ -12,6 +12,7 @@ mod m20261124_000005_pipeline;
 mod m20261124_000006_reports;
 mod m20261124_000007_review;
 mod m20261124_000008_chat;
+mod m20261124_000009_thresholds;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000006_reports::Migration),
             Box::new(m20261124_000007_review::Migration),
             Box::new(m20261124_000008_chat::Migration),
+            Box::new(m20261124_000009_thresholds::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/analytics", get(dashboard))
         .route("/analytics.csv", get(csv))
+        .route("/admin/thresholds", get(thresholds).put(set_threshold))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -75,4 +76,32 @@ pub async fn csv(
         body,
     )
         .into_response())
+}
+
+/// Admins: each model label's sensitivity/specificity trade-off on the
+/// organisation's confirmed findings, and its threshold.
+#[utoipa::path(get, path = "/api/v1/admin/thresholds", tag = "analytics",
+    responses((status = 200, body = Vec<app::analytics::ThresholdRow>), (status = 403)))]
+pub async fn thresholds(
+    State(state): State<AppState>,
+    User(actor): User,
+) -> Result<Json<Vec<app::analytics::ThresholdRow>>, AppError> {
+    Ok(Json(
+        app::analytics::ssr::thresholds(&state.db, &actor).await?,
+    ))
+}
+
+/// Sets (or with `positive_at: null` clears) the organisation's threshold
+/// for a model label; new analyses use it; audited.
+#[utoipa::path(put, path = "/api/v1/admin/thresholds", tag = "analytics",
+    request_body = app::analytics::ThresholdInput,
+    responses((status = 200, body = Vec<app::analytics::ThresholdRow>), (status = 403), (status = 422)))]
+pub async fn set_threshold(
+    State(state): State<AppState>,
+    User(actor): User,
+    Json(input): Json<app::analytics::ThresholdInput>,
+) -> Result<Json<Vec<app::analytics::ThresholdRow>>, AppError> {
+    Ok(Json(
+        app::analytics::ssr::set_threshold(&state.db, &actor, input).await?,
+    ))
 }

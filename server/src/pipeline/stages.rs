@@ -465,7 +465,24 @@ impl<'a> Run<'a> {
             best.push((idx, s.clone()));
         }
         let scores: Vec<_> = best.iter().map(|(_, s)| s.clone()).collect();
-        let assessment = model.assess(&scores, &[]).map_err(|e| {
+        // The organisation's operating points (set by its admins after
+        // threshold tuning), for the labels this pack has.
+        let overrides: Vec<inference::triage::ThresholdOverride> =
+            app::analytics::ssr::org_thresholds(
+                &self.svc.db,
+                self.job.org_id,
+                &model.pack.manifest.name,
+            )
+            .await?
+            .into_iter()
+            .filter(|(l, _)| labels.contains(l))
+            .map(|(label, t)| inference::triage::ThresholdOverride {
+                label,
+                positive_at: Some(t as f32),
+                urgency_if_positive: None,
+            })
+            .collect();
+        let assessment = model.assess(&scores, &overrides).map_err(|e| {
             StageError::Permanent(format!("the model's thresholds are invalid: {e}"))
         })?;
         let scored: Vec<Scored> = assessment

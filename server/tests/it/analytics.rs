@@ -332,7 +332,143 @@ async fn dashboard_matches_a_hand_computation(b: Backend) {
         .unwrap();
     assert!(page.contains("Model performance against confirmed labels"));
     assert!(page.contains("<svg"));
+
+    // Threshold tuning: the trade-off on confirmed findings, then a new
+    // operating point for the organisation, audited.
+    assert_eq!(
+        doctor.get("/api/v1/admin/thresholds").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let rows: Vec<Value> = admin
+        .get("/api/v1/admin/thresholds")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["confirmed"], 10);
+    assert_eq!(rows[0]["org_threshold"], Value::Null);
+    let at = |rows: &Vec<Value>, t: f64| {
+        rows[0]["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| (p["threshold"].as_f64().unwrap() - t).abs() < 1e-9)
+            .unwrap()
+            .clone()
+    };
+    let p = at(&rows, 0.5);
+    assert!(
+        close(&p["sensitivity"], 0.75) && close(&p["specificity"], 4.0 / 6.0),
+        "{p}"
+    );
+    // At 0.25 every present finding is called, and 0.3, 0.5 and 0.6 of the absent ones.
+    let p = at(&rows, 0.25);
+    assert!(
+        close(&p["sensitivity"], 1.0) && close(&p["specificity"], 3.0 / 6.0),
+        "{p}"
+    );
+    for bad in [
+        json!({"model": "ich-demo", "label": "intraparenchymal", "positive_at": 1.5}),
+        json!({"model": "ich-demo", "label": "no-such-label", "positive_at": 0.3}),
+    ] {
+        let r = admin.put_json("/api/v1/admin/thresholds", &bad).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let set = json!({"model": "ich-demo", "label": "intraparenchymal", "positive_at": 0.35});
+    assert_eq!(
+        doctor
+            .put_json("/api/v1/admin/thresholds", &set)
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let r = admin.put_json("/api/v1/admin/thresholds", &set).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rows: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(rows[0]["org_threshold"], 0.35);
+    let audit: Vec<Value> = admin
+        .get("/api/v1/admin/audit?action=threshold.set")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit[0]["details"]["before"]["positive_at"], Value::Null);
+    assert_eq!(audit[0]["details"]["after"]["positive_at"], 0.35);
     app.stop().await;
 }
 
-on_both!(dashboard_matches_a_hand_computation);
+async fn settled_findings(api: &Api, id: &str, n: usize) -> Vec<Value> {
+    let t0 = std::time::Instant::now();
+    loop {
+        let jobs: Vec<Value> = api
+            .get(&format!("/api/v1/cases/{id}/jobs"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if jobs.len() == n && jobs.iter().all(|j| j["state"] == "completed") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "{jobs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    api.get(&format!("/api/v1/cases/{id}/findings"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The pipeline applies the organisation's threshold to new analyses.
+async fn org_threshold_changes_the_models_call(b: Backend) {
+    use crate::pipeline::{ct_study, tiny_ct_pack, upload};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = crate::helpers::settings_for(&b, tmp.path());
+    s.job_poll_ms = 50;
+    s.evidence = false;
+    tiny_ct_pack(&s.models_dir());
+    let app = crate::helpers::start(s).await;
+    app.two_orgs().await;
+    let doctor = app.login("doctor@alpha.example").await;
+    let admin = app.login("admin@alpha.example").await;
+    let c = doctor.create_case("THRESH").await;
+    let id = c["id"].as_str().unwrap();
+    upload(&doctor, id, &ct_study(&tmp.path().join("a"), 1, 1)).await;
+    let first = settled_findings(&doctor, id, 1).await;
+    let f = first
+        .iter()
+        .find(|f| f["label"] == "intraparenchymal")
+        .unwrap();
+    assert_eq!(f["positive"], true);
+    assert!((f["threshold"].as_f64().unwrap() - 0.5).abs() < 1e-6);
+    // The tiny pack scores about 0.999994: a threshold above it flips the call.
+    let r = admin
+        .put_json(
+            "/api/v1/admin/thresholds",
+            &json!({"model": "test-ich-tiny", "label": "intraparenchymal", "positive_at": 0.999999}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    upload(&doctor, id, &ct_study(&tmp.path().join("b"), 2, 1)).await;
+    let both = settled_findings(&doctor, id, 2).await;
+    let newer = both
+        .iter()
+        .find(|f| f["label"] == "intraparenchymal" && f["study_id"] != first[0]["study_id"])
+        .unwrap_or_else(|| panic!("{both:?}"));
+    assert_eq!(newer["positive"], false, "{newer}");
+    assert!(
+        (newer["threshold"].as_f64().unwrap() - 0.999999).abs() < 1e-6,
+        "{newer}"
+    );
+    assert_eq!(newer["urgency"], "routine");
+    app.stop().await;
+}
+
+on_both!(
+    dashboard_matches_a_hand_computation,
+    org_threshold_changes_the_models_call
+);
