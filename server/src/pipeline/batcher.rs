@@ -6,6 +6,7 @@
 
 use inference::preprocess::Plane;
 use inference::registry::{LabelScore, LoadedModel};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,16 +26,36 @@ struct Request {
 
 pub struct Batcher {
     tx: mpsc::Sender<Request>,
+    stats: Arc<BatchStats>,
+}
+
+/// What the inference thread has run: how well batches fill.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    pub batches: AtomicU64,
+    pub images: AtomicU64,
+    pub largest: AtomicU64,
 }
 
 impl Batcher {
     pub fn spawn(model: Arc<LoadedModel>, max: usize, wait: Duration) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Request>();
         let name = format!("batcher-{}", model.pack.manifest.name);
+        let stats = Arc::new(BatchStats::default());
+        let s = stats.clone();
         std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(model, rx, max.max(1), wait))?;
-        Ok(Self { tx })
+            .spawn(move || run(model, rx, max.max(1), wait, &s))?;
+        Ok(Self { tx, stats })
+    }
+
+    /// (batches, images, largest batch) so far.
+    pub fn stats(&self) -> (u64, u64, u64) {
+        (
+            self.stats.batches.load(Ordering::Relaxed),
+            self.stats.images.load(Ordering::Relaxed),
+            self.stats.largest.load(Ordering::Relaxed),
+        )
     }
 
     /// Queues one image at once (not when first polled, so a caller that
@@ -53,7 +74,13 @@ impl Batcher {
     }
 }
 
-fn run(model: Arc<LoadedModel>, rx: mpsc::Receiver<Request>, max: usize, wait: Duration) {
+fn run(
+    model: Arc<LoadedModel>,
+    rx: mpsc::Receiver<Request>,
+    max: usize,
+    wait: Duration,
+    stats: &BatchStats,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         let deadline = Instant::now() + wait;
@@ -64,6 +91,13 @@ fn run(model: Arc<LoadedModel>, rx: mpsc::Receiver<Request>, max: usize, wait: D
                 Err(_) => break,
             }
         }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .images
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats
+            .largest
+            .fetch_max(batch.len() as u64, Ordering::Relaxed);
         let planes: Vec<Plane> = batch
             .iter()
             .map(|r| Plane {

@@ -1061,3 +1061,38 @@ on_both!(
     killed_worker_resumes_exactly_once,
     many_workers_run_each_job_once
 );
+
+/// Images queued together by concurrent callers run as full batches: eight
+/// images with room for three per batch make batches of 3, 3 and 2, and
+/// every caller gets its own scores back.
+#[tokio::test]
+async fn micro_batcher_fills_batches_across_requests() {
+    use medvision::pipeline::batcher::{Batcher, Image};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_ct_pack(tmp.path());
+    let reg = inference::registry::Registry::scan(tmp.path(), Device::Cpu).unwrap();
+    let model = reg.load("test-ich-tiny").unwrap();
+    let b = Batcher::spawn(model, 3, Duration::from_secs(2)).unwrap();
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let pending: Vec<_> = (0..8)
+        .map(|_| {
+            let x = inference::phantom::head_ct(&mut rng, 48, 0.5);
+            b.classify(Arc::new(Image {
+                values: x.hu,
+                width: 48,
+                height: 48,
+            }))
+        })
+        .collect();
+    let mut results = Vec::new();
+    for p in pending {
+        results.push(p.await.unwrap());
+    }
+    assert_eq!(results.len(), 8);
+    for r in &results {
+        assert_eq!(r.len(), 2, "two labels per image");
+    }
+    assert_eq!(b.stats(), (3, 8, 3));
+}
