@@ -8,6 +8,9 @@ bin="$CARGO_TARGET_DIR/debug/medvision"
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export MEDVISION_DATA_DIR="$data" MEDVISION_ADDR="127.0.0.1:$port" MEDVISION_BOOTSTRAP_DEMO=false
+# The browser tests need no literature search; indexing the starter
+# guidelines at start would only compete with the page hydration for CPU.
+export MEDVISION_EVIDENCE=false
 export LEPTOS_SITE_ROOT="$ROOT/target/site"
 unset DATABASE_URL
 # A real CT slice from pydicom's test files (scripts/fixtures.sh fetches them).

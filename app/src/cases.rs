@@ -1102,19 +1102,25 @@ pub fn CaseDetailPage() -> impl IntoView {
                                     <ActionForm action=add attr:class="form inline">
                                         <CsrfField/>
                                         <input type="hidden" name="id" value=c.id.to_string()/>
-                                        <select name="user_id" required>
-                                            <option value="">"Add a colleague…"</option>
-                                            <Transition fallback=|| ()>
-                                                {
-                                                    let member_ids = member_ids.clone();
-                                                    move || colleagues.get().and_then(|r| r.ok()).map(|list| {
-                                                        list.into_iter().filter(|m| !member_ids.contains(&m.user_id)).map(|m| view! {
-                                                            <option value=m.user_id.to_string()>{m.name.clone()}" ("{m.role.label()}")"</option>
-                                                        }).collect_view()
-                                                    })
-                                                }
-                                            </Transition>
-                                        </select>
+                                        // The Transition wraps the whole <select>: inside
+                                        // one, its markers are dropped by the HTML parser
+                                        // and hydration of a reloaded page fails.
+                                        <Transition fallback=|| view! { <select name="user_id" required disabled><option value="">"Add a colleague…"</option></select> }>
+                                            {
+                                                let member_ids = member_ids.clone();
+                                                move || colleagues.get().and_then(|r| r.ok()).map(|list| {
+                                                    let options = list.into_iter().filter(|m| !member_ids.contains(&m.user_id)).map(|m| view! {
+                                                        <option value=m.user_id.to_string()>{m.name.clone()}" ("{m.role.label()}")"</option>
+                                                    }).collect_view();
+                                                    view! {
+                                                        <select name="user_id" required>
+                                                            <option value="">"Add a colleague…"</option>
+                                                            {options}
+                                                        </select>
+                                                    }
+                                                })
+                                            }
+                                        </Transition>
                                         <button type="submit">"Add"</button>
                                     </ActionForm>
                                     <FieldErr value=add_value name="user_id"/>

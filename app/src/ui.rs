@@ -133,10 +133,14 @@ pub fn NotFound() -> impl IntoView {
 /// The session, loaded once per page and shared through context.
 pub type SessionResource = Resource<Result<SessionInfo, AppError>>;
 
-/// Unread mentions, linking to the notifications page.
+/// Unread mentions, linking to the notifications page. The resource is
+/// made by the header, outside its reactive closure: a resource created in
+/// a closure that re-runs would shift the ids of every later resource and
+/// break hydration.
 #[component]
-fn NotificationBadge() -> impl IntoView {
-    let n = Resource::new(|| (), |_| crate::chat::notifications());
+fn NotificationBadge(
+    n: Resource<Result<(Vec<crate::chat::NotificationDto>, u64), AppError>>,
+) -> impl IntoView {
     view! {
         <Transition fallback=|| ()>
             {move || n.get().and_then(|r| r.ok()).map(|(_, unread)| view! {
@@ -151,6 +155,7 @@ fn NotificationBadge() -> impl IntoView {
 #[component]
 pub fn Header() -> impl IntoView {
     let session = expect_context::<SessionResource>();
+    let notes = Resource::new(|| (), |_| crate::chat::notifications());
     view! {
         <header class="topbar">
             <a class="brand" href="/cases">
@@ -166,7 +171,7 @@ pub fn Header() -> impl IntoView {
                             {(u.role == Role::Admin).then(|| view! { <A href="/admin/users">"Users"</A><A href="/admin/audit">"Audit"</A> })}
                         </nav>
                         <div class="who">
-                            <NotificationBadge/>
+                            <NotificationBadge n=notes/>
                             <A href="/profile">{u.name.clone()}</A>
                             <span class="badge">{u.role.label()}</span>
                             <span class="muted org">{u.org.clone()}</span>
