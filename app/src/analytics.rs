@@ -298,20 +298,24 @@ pub mod ssr {
         let sc = scope(actor, want_org);
         let w = sc.clause;
 
-        let totals_sql = format!(
-            "SELECT
-               (SELECT COUNT(*) FROM cases c WHERE {w}) AS cases,
-               (SELECT COUNT(DISTINCT f.study_id) FROM findings f JOIN cases c ON c.id = f.case_id WHERE {w}) AS studies,
-               (SELECT COUNT(*) FROM findings f JOIN cases c ON c.id = f.case_id WHERE {w}) AS findings,
-               (SELECT COALESCE(SUM(CASE WHEN f.positive THEN 1 ELSE 0 END), 0) FROM findings f JOIN cases c ON c.id = f.case_id WHERE {w}) AS positives,
-               (SELECT COUNT(*) FROM reports r JOIN cases c ON c.id = r.case_id WHERE r.status = 'signed' AND {w}) AS signed"
+        // One pass over the findings for three of the totals.
+        let f_sql = format!(
+            "SELECT COUNT(DISTINCT f.study_id) AS studies, COUNT(*) AS findings,
+                    COALESCE(SUM(CASE WHEN f.positive THEN 1 ELSE 0 END), 0) AS positives
+             FROM findings f JOIN cases c ON c.id = f.case_id WHERE {w}"
         );
-        let mut v = Vec::new();
-        for _ in 0..5 {
-            v.extend(sc.values.clone());
-        }
-        let t = rows(db, &totals_sql, v).await?;
-        let t = t.first().ok_or(AppError::Internal)?;
+        let fr = rows(db, &f_sql, sc.values.clone()).await?;
+        let c_sql = format!(
+            "SELECT (SELECT COUNT(*) FROM cases c WHERE {w}) AS cases,
+                    (SELECT COUNT(*) FROM reports r JOIN cases c ON c.id = r.case_id WHERE r.status = 'signed' AND {w}) AS signed"
+        );
+        let mut v = sc.values.clone();
+        v.extend(sc.values.clone());
+        let cr = rows(db, &c_sql, v).await?;
+        let (fr, cr) = (
+            fr.first().ok_or(AppError::Internal)?,
+            cr.first().ok_or(AppError::Internal)?,
+        );
         let hours = if pg {
             "EXTRACT(EPOCH FROM (r.signed_at - s.first)) / 3600.0"
         } else {
@@ -330,11 +334,11 @@ pub mod ssr {
         )
         .await?;
         let totals = Totals {
-            cases: get_i(t, "cases"),
-            studies_analysed: get_i(t, "studies"),
-            findings: get_i(t, "findings"),
-            positive_findings: get_i(t, "positives"),
-            signed_reports: get_i(t, "signed"),
+            cases: get_i(cr, "cases"),
+            studies_analysed: get_i(fr, "studies"),
+            findings: get_i(fr, "findings"),
+            positive_findings: get_i(fr, "positives"),
+            signed_reports: get_i(cr, "signed"),
             mean_turnaround_hours: turn.first().and_then(|r| get_f(r, "h")),
         };
 

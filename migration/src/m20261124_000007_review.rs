@@ -121,6 +121,16 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        // The latest decision per finding: every dashboard query asks it.
+        m.create_index(
+            Index::create()
+                .name("idx_finding_reviews_finding")
+                .table(FindingReviews::Table)
+                .col(FindingReviews::FindingId)
+                .col(FindingReviews::CreatedAt)
+                .to_owned(),
+        )
+        .await?;
         m.create_table(
             Table::create()
                 .table(ReportAddenda::Table)

@@ -97,10 +97,16 @@ async fn main() -> anyhow::Result<()> {
         })
         .exec(&txn)
         .await?;
-        let job = app::pipeline::ssr::insert_job(&txn, org, id, None, None, "analyse", 3)
+        cases.push(id);
+    }
+    // One analysis (job, study) per six findings: a job has one finding per label.
+    let mut jobs = Vec::new();
+    for k in 0..n_findings.div_ceil(6) {
+        let case_id = cases[k % n_cases];
+        let job = app::pipeline::ssr::insert_job(&txn, org, case_id, None, None, "analyse", 3)
             .await
             .map_err(e)?;
-        cases.push((id, job, Uuid::new_v4()));
+        jobs.push((case_id, job, Uuid::new_v4()));
     }
     txn.commit().await?;
     let labels = [
@@ -125,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         let mut fs = Vec::with_capacity(chunk);
         let mut rs = Vec::new();
         for i in 0..chunk {
-            let (case_id, job, study) = cases[(done + i) % n_cases];
+            let (case_id, job, study) = jobs[(done + i) / 6];
             let p = rnd();
             let truth = rnd() < p;
             let id = Uuid::new_v4();
