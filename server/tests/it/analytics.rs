@@ -399,23 +399,8 @@ async fn dashboard_matches_a_hand_computation(b: Backend) {
 }
 
 async fn settled_findings(api: &Api, id: &str, n: usize) -> Vec<Value> {
-    let t0 = std::time::Instant::now();
-    loop {
-        let jobs: Vec<Value> = api
-            .get(&format!("/api/v1/cases/{id}/jobs"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if jobs.len() == n && jobs.iter().all(|j| j["state"] == "completed") {
-            break;
-        }
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(120),
-            "{jobs:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let jobs = crate::pipeline::settle_n(api, id, n).await;
+    assert!(jobs.iter().all(|j| j["state"] == "completed"), "{jobs:?}");
     api.get(&format!("/api/v1/cases/{id}/findings"))
         .await
         .json()

@@ -319,3 +319,13 @@ pub fn embedder_available(test: &str) -> bool {
         }
     }
 }
+
+/// How long a test waits for something that should happen before calling
+/// it stuck. A guard against hanging CI, not a speed check: speed is
+/// measured in `bench/`.
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Runs a polling loop under [`HANG_GUARD`]; `None` if it never finished.
+pub async fn hang_guard<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(HANG_GUARD, fut).await.ok()
+}

@@ -2,7 +2,7 @@
 //! pack, real worker processes killed with SIGKILL, on SQLite and
 //! PostgreSQL.
 
-use crate::helpers::{count, settings_for, start, Backend, TestApp};
+use crate::helpers::{count, hang_guard, settings_for, start, Backend, TestApp};
 use crate::on_both;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A tiny DenseNet for CT/HEAD whose head is biased so that `intraparenchymal` is
 /// always positive (STAT) and `calcification` never: the pipeline's
@@ -194,26 +194,35 @@ pub async fn upload(api: &crate::helpers::Api, case: &str, files: &[PathBuf]) ->
     r.json().await.unwrap()
 }
 
-/// Polls the case's jobs until none is queued or running.
-async fn settle(api: &crate::helpers::Api, case: &str, limit: Duration) -> Vec<Value> {
-    let t0 = Instant::now();
-    loop {
-        let jobs: Vec<Value> = api
-            .get(&format!("/api/v1/cases/{case}/jobs"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if !jobs.is_empty()
-            && jobs
-                .iter()
-                .all(|j| !["queued", "running"].contains(&j["state"].as_str().unwrap()))
-        {
-            return jobs;
+/// Polls the case's jobs until none is queued or running, and returns them.
+pub async fn settle(api: &crate::helpers::Api, case: &str) -> Vec<Value> {
+    settle_n(api, case, 1).await
+}
+
+/// The same, once the case has at least `n` jobs.
+pub async fn settle_n(api: &crate::helpers::Api, case: &str, n: usize) -> Vec<Value> {
+    let mut last = Vec::new();
+    let done = hang_guard(async {
+        loop {
+            let jobs: Vec<Value> = api
+                .get(&format!("/api/v1/cases/{case}/jobs"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if jobs.len() >= n
+                && jobs
+                    .iter()
+                    .all(|j| !["queued", "running"].contains(&j["state"].as_str().unwrap()))
+            {
+                return jobs;
+            }
+            last = jobs;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(t0.elapsed() < limit, "jobs did not finish: {jobs:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    done.unwrap_or_else(|| panic!("jobs did not finish: {last:?}"))
 }
 
 async fn app_with(
@@ -286,24 +295,22 @@ async fn upload_is_analysed_end_to_end(backend: Backend) {
     // The stream reports the job's stages as they happen, ending completed.
     let mut stream = events.bytes_stream();
     let mut text = String::new();
-    let t0 = Instant::now();
     use futures_util::StreamExt;
-    while !text.contains("\"state\":\"completed\"") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no completion event: {text}"
-        );
-        let chunk = tokio::time::timeout(Duration::from_secs(120), stream.next())
-            .await
-            .expect("event stream stalled")
-            .unwrap()
-            .unwrap();
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let completed = hang_guard(async {
+        while !text.contains("\"state\":\"completed\"") {
+            let Some(chunk) = stream.next().await else {
+                return false;
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        true
+    })
+    .await;
+    assert_eq!(completed, Some(true), "no completion event: {text}");
     assert!(text.contains("event: job"), "{text}");
     assert!(text.contains(&job_id), "{text}");
 
-    let jobs = settle(&api, id, Duration::from_secs(120)).await;
+    let jobs = settle(&api, id).await;
     assert_eq!(jobs.len(), 1);
     let j = &jobs[0];
     for k in ["id", "study_id", "state", "stage", "attempts", "error"] {
@@ -507,7 +514,7 @@ async fn study_without_a_model_completes_with_a_note(backend: Backend) {
     let meta = imaging::write::SynthMeta::phantom("CHEST", 3, 1);
     imaging::write::write_dx_dicom(&p, &vec![0.5f32; 64 * 64], 64, 64, &meta).unwrap();
     upload(&api, id, &[p]).await;
-    let jobs = settle(&api, id, Duration::from_secs(60)).await;
+    let jobs = settle(&api, id).await;
     assert_eq!(jobs[0]["state"], "completed", "{jobs:?}");
     assert_eq!(jobs[0]["note"], "no model for DX/CHEST installed");
     let findings: Vec<Value> = api
@@ -544,7 +551,7 @@ async fn batch_with_a_corrupt_file_completes_the_rest(backend: Backend) {
     let out = upload(&api, id, &[zip]).await;
     assert_eq!(out["jobs"].as_array().unwrap().len(), 3, "{out}");
     let batch_id = out["batch_id"].as_str().unwrap();
-    settle(&api, id, Duration::from_secs(120)).await;
+    settle(&api, id).await;
     let b: Value = api
         .get(&format!("/api/v1/batches/{batch_id}"))
         .await
@@ -586,20 +593,22 @@ async fn cancelling_a_batch_keeps_finished_results(backend: Backend) {
     let out = upload(&api, id, &files).await;
     let batch_id = out["batch_id"].as_str().unwrap().to_owned();
     // Wait for the first study to finish, then cancel.
-    let t0 = Instant::now();
-    loop {
-        let b: Value = api
-            .get(&format!("/api/v1/batches/{batch_id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if b["counts"]["completed"].as_u64().unwrap() >= 1 {
-            break;
+    let first_done = hang_guard(async {
+        loop {
+            let b: Value = api
+                .get(&format!("/api/v1/batches/{batch_id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if b["counts"]["completed"].as_u64().unwrap() >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "{b}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    assert!(first_done.is_some(), "no study of the batch finished");
     let r = api
         .post_json(&format!("/api/v1/batches/{batch_id}/cancel"), &json!({}))
         .await;
@@ -639,7 +648,7 @@ async fn cancelling_a_batch_keeps_finished_results(backend: Backend) {
         .post_json(&format!("/api/v1/batches/{batch_id}/retry"), &json!({}))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    settle(&api, id, Duration::from_secs(120)).await;
+    settle(&api, id).await;
     let b: Value = api
         .get(&format!("/api/v1/batches/{batch_id}"))
         .await
@@ -668,7 +677,7 @@ async fn transient_failures_retry_then_dead_letter(backend: Backend) {
         ("MEDVISION_JOB_RETRY_CAP_MS", "100".to_owned()),
     ];
     let mut w = worker(&app.settings, &fast);
-    let jobs = settle(&api, id, Duration::from_secs(60)).await;
+    let jobs = settle(&api, id).await;
     assert_eq!(jobs[0]["state"], "failed", "{jobs:?}");
     assert_eq!(jobs[0]["attempts"], 3);
     assert_eq!(jobs[0]["stage"], "decoding");
@@ -700,7 +709,7 @@ async fn transient_failures_retry_then_dead_letter(backend: Backend) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let jobs = settle(&api, id, Duration::from_secs(60)).await;
+    let jobs = settle(&api, id).await;
     assert_eq!(jobs[0]["state"], "completed", "{jobs:?}");
     assert_eq!(audit_count(&app.db, "job.retry").await, 1);
     assert_eq!(audit_count(&app.db, "inference.run").await, 1);
@@ -736,7 +745,7 @@ async fn mri_sequences_are_segmented(backend: Backend) {
         files.push(p);
     }
     upload(&api, id, &files).await;
-    let jobs = settle(&api, id, Duration::from_secs(120)).await;
+    let jobs = settle(&api, id).await;
     assert_eq!(jobs.len(), 1, "one study of four sequences: {jobs:?}");
     assert_eq!(jobs[0]["state"], "completed", "{jobs:?}");
     let findings: Vec<Value> = api
@@ -784,7 +793,7 @@ async fn mri_with_a_missing_sequence_fails_with_the_reason(backend: Backend) {
         files.push(p);
     }
     upload(&api, id, &files).await;
-    let jobs = settle(&api, id, Duration::from_secs(60)).await;
+    let jobs = settle(&api, id).await;
     assert_eq!(jobs[0]["state"], "failed", "{jobs:?}");
     assert_eq!(jobs[0]["stage"], "decoding");
     assert_eq!(jobs[0]["attempts"], 1, "a permanent failure is not retried");
@@ -896,18 +905,21 @@ async fn killed_worker_resumes_exactly_once(backend: Backend) {
             ("MEDVISION_JOB_LEASE_SECS", "2".to_owned()),
         ];
         let mut w = worker(&app.settings, &slow);
-        let t0 = Instant::now();
-        loop {
-            let j = job_row(&app.db, job).await;
-            if j.stage == *stage && j.state == "running" {
-                break;
+        let reached = hang_guard(async {
+            loop {
+                let j = job_row(&app.db, job).await;
+                if j.stage == *stage && j.state == "running" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "never reached {stage}: {j:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
+        assert!(
+            reached.is_some(),
+            "never reached {stage}: {:?}",
+            job_row(&app.db, job).await
+        );
         // Inside the stage's hold, before its commit.
         tokio::time::sleep(Duration::from_millis(300)).await;
         w.kill().unwrap();
@@ -916,17 +928,22 @@ async fn killed_worker_resumes_exactly_once(backend: Backend) {
             &app.settings,
             &[("MEDVISION_JOB_LEASE_SECS", "2".to_owned())],
         );
-        let t0 = Instant::now();
-        let j = loop {
-            let j = job_row(&app.db, job).await;
-            if j.state != "running" && j.state != "queued" {
-                break j;
+        let j = hang_guard(async {
+            loop {
+                let j = job_row(&app.db, job).await;
+                if j.state != "running" && j.state != "queued" {
+                    break j;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(90),
-                "not finished after the kill in {stage}: {j:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        let j = match j {
+            Some(j) => j,
+            None => panic!(
+                "not finished after the kill in {stage}: {:?}",
+                job_row(&app.db, job).await
+            ),
         };
         fresh.kill().unwrap();
         fresh.wait().unwrap();
@@ -1002,22 +1019,18 @@ async fn many_workers_run_each_job_once(backend: Backend) {
                 )
             })
             .collect();
-        let t0 = Instant::now();
-        loop {
-            let left = app_count(
-                &app.db,
-                "SELECT COUNT(*) AS n FROM jobs WHERE state <> 'completed'",
-            )
-            .await;
-            if left == 0 {
-                break;
+        let left_sql = "SELECT COUNT(*) AS n FROM jobs WHERE state <> 'completed'";
+        let all_done = hang_guard(async {
+            while app_count(&app.db, left_sql).await > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(120),
-                "{left} jobs left with {processes} workers"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
+        assert!(
+            all_done.is_some(),
+            "{} jobs left with {processes} workers",
+            app_count(&app.db, left_sql).await
+        );
         for w in ws.iter_mut() {
             w.kill().unwrap();
             w.wait().unwrap();

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -115,28 +115,11 @@ async fn analyse_one(
 ) -> Value {
     let files = ct_study(&dir.join(format!("s{index}")), index, 1);
     crate::pipeline::upload(api, case, &files).await;
-    let t0 = Instant::now();
-    loop {
-        let jobs: Vec<Value> = api
-            .get(&format!("/api/v1/cases/{case}/jobs"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if jobs.len() == index as usize
-            && jobs
-                .iter()
-                .all(|j| !["queued", "running"].contains(&j["state"].as_str().unwrap()))
-        {
-            assert!(
-                jobs.iter().all(|j| j["state"] == "completed"),
-                "a failing LLM never fails the job: {jobs:?}"
-            );
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(120), "{jobs:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let jobs = crate::pipeline::settle_n(api, case, index as usize).await;
+    assert!(
+        jobs.iter().all(|j| j["state"] == "completed"),
+        "a failing LLM never fails the job: {jobs:?}"
+    );
     let r = api.get(&format!("/api/v1/cases/{case}/report")).await;
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()

@@ -8,23 +8,11 @@ use crate::on_both;
 use crate::pipeline::{ct_study, tiny_ct_pack, upload};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 
+/// Waits for the case's `jobs` analyses; each must have completed.
 async fn settle(api: &crate::helpers::Api, case: &str, jobs: usize) {
-    let t0 = Instant::now();
-    loop {
-        let list: Vec<Value> = api
-            .get(&format!("/api/v1/cases/{case}/jobs"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if list.len() == jobs && list.iter().all(|j| j["state"] == "completed") {
-            return;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(120), "{list:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let list = crate::pipeline::settle_n(api, case, jobs).await;
+    assert!(list.iter().all(|j| j["state"] == "completed"), "{list:?}");
 }
 
 async fn last_audit(db: &sea_orm::DatabaseConnection, action: &str) -> Value {
