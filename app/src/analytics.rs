@@ -663,24 +663,9 @@ pub mod ssr {
     /// One table of the dashboard as CSV (RFC 4180 quoting; cells that a
     /// spreadsheet would run as a formula are prefixed with a quote).
     pub fn csv(a: &Analytics, table: &str) -> Result<String, AppError> {
-        fn cell(s: &str) -> String {
-            let s = if s.starts_with(['=', '+', '-', '@']) {
-                format!("'{s}")
-            } else {
-                s.to_owned()
-            };
-            if s.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s
-            }
-        }
         let f = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
         let mut out = String::new();
-        let mut line = |cells: Vec<String>| {
-            out.push_str(&cells.iter().map(|c| cell(c)).collect::<Vec<_>>().join(","));
-            out.push_str("\r\n");
-        };
+        let mut line = |cells: Vec<String>| out.push_str(&crate::ssr::csv_line(&cells));
         match table {
             "trend" => {
                 line(vec![a.period.clone(), "cases".into()]);

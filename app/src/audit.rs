@@ -267,18 +267,6 @@ pub mod ssr {
 
     /// The rows as CSV (formula-looking cells quoted).
     pub fn csv(rows: &[AuditRowDto]) -> String {
-        fn cell(s: &str) -> String {
-            let s = if s.starts_with(['=', '+', '-', '@']) {
-                format!("'{s}")
-            } else {
-                s.to_owned()
-            };
-            if s.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s
-            }
-        }
         let mut out = String::from("seq,at,actor,action,target_type,target_id,details\r\n");
         for r in rows {
             let cells = [
@@ -290,8 +278,7 @@ pub mod ssr {
                 r.target_id.clone().unwrap_or_default(),
                 r.details.to_string(),
             ];
-            out.push_str(&cells.iter().map(|c| cell(c)).collect::<Vec<_>>().join(","));
-            out.push_str("\r\n");
+            out.push_str(&crate::ssr::csv_line(&cells));
         }
         out
     }

@@ -230,7 +230,9 @@ pub mod ssr {
         })
     }
 
-    async fn names<C: ConnectionTrait>(
+    /// Display names of users by id (one query; the rest of the app uses it
+    /// for owners, reviewers, signers and authors).
+    pub async fn names<C: ConnectionTrait>(
         c: &C,
         ids: Vec<Uuid>,
     ) -> Result<HashMap<Uuid, String>, AppError> {

@@ -153,17 +153,7 @@ pub mod ssr {
         }
         ids.sort();
         ids.dedup();
-        let names: HashMap<Uuid, String> = if ids.is_empty() {
-            HashMap::new()
-        } else {
-            user::Entity::find()
-                .filter(user::Column::Id.is_in(ids))
-                .all(db)
-                .await?
-                .into_iter()
-                .map(|u| (u.id, u.name))
-                .collect()
-        };
+        let names = crate::cases::ssr::names(db, ids).await?;
         Ok(rows
             .into_iter()
             .map(|m| {

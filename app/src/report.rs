@@ -281,15 +281,14 @@ pub struct StoredSources {
 pub mod ssr {
     use super::*;
     use crate::audit::ssr::{append, Entry};
-    use crate::cases::ssr::find_visible;
+    use crate::cases::ssr::{find_visible, names};
     use crate::domain::Role;
     use crate::ssr::{now, write_txn, Actor, AppState};
-    use entity::{report, report_addendum, user};
+    use entity::{report, report_addendum};
     use sea_orm::{
         ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
         EntityTrait, QueryFilter, QueryOrder,
     };
-    use std::collections::HashMap;
 
     pub fn to_dto(r: report::Model, addenda: Vec<AddendumDto>) -> Result<ReportDto, AppError> {
         let body: StoredBody = serde_json::from_str(&r.body).map_err(|e| {
@@ -326,22 +325,6 @@ pub mod ssr {
             signed_at: r.signed_at,
             addenda,
         })
-    }
-
-    async fn names<C: ConnectionTrait>(
-        db: &C,
-        ids: Vec<Uuid>,
-    ) -> Result<HashMap<Uuid, String>, AppError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        Ok(user::Entity::find()
-            .filter(user::Column::Id.is_in(ids))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u.name))
-            .collect())
     }
 
     async fn addenda<C: ConnectionTrait>(

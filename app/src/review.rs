@@ -66,7 +66,7 @@ pub mod ssr {
     use crate::cases::ssr::find_visible;
     use crate::domain::Role;
     use crate::ssr::{now, write_txn, Actor};
-    use entity::{finding, finding_review, user};
+    use entity::{finding, finding_review};
     use sea_orm::{
         ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
         EntityTrait, QueryFilter, QueryOrder,
@@ -105,18 +105,8 @@ pub mod ssr {
             .order_by_asc(finding_review::Column::CreatedAt)
             .all(db)
             .await?;
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.reviewer_id).collect();
-        let names: HashMap<Uuid, String> = if ids.is_empty() {
-            HashMap::new()
-        } else {
-            user::Entity::find()
-                .filter(user::Column::Id.is_in(ids))
-                .all(db)
-                .await?
-                .into_iter()
-                .map(|u| (u.id, u.name))
-                .collect()
-        };
+        let names =
+            crate::cases::ssr::names(db, rows.iter().map(|r| r.reviewer_id).collect()).await?;
         Ok(rows
             .into_iter()
             .map(|r| ReviewDto {

@@ -245,3 +245,27 @@ pub fn random_token(bytes: usize) -> String {
     rand::rngs::OsRng.fill_bytes(&mut buf);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
+
+/// One CSV line (RFC 4180 quoting, CRLF). Cells a spreadsheet would run as
+/// a formula (`=`, `+`, `-`, `@` first) get a leading quote, so an exported
+/// label or audit detail cannot execute on the reader's machine.
+pub fn csv_line(cells: &[String]) -> String {
+    let mut out = cells
+        .iter()
+        .map(|c| {
+            let c = if c.starts_with(['=', '+', '-', '@']) {
+                format!("'{c}")
+            } else {
+                c.clone()
+            };
+            if c.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", c.replace('"', "\"\""))
+            } else {
+                c
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push_str("\r\n");
+    out
+}

@@ -21,6 +21,16 @@ use std::time::Duration;
 /// always positive (STAT) and `calcification` never: the pipeline's
 /// plumbing is under test here, not the model's skill.
 pub fn tiny_ct_pack(models: &Path) {
+    write_tiny_ct_pack(models, false)
+}
+
+/// The same pack with a zero classifier weight: every image scores exactly
+/// sigmoid(±12) (0.9999939 and 0.0000061), for tests of operating points.
+pub fn tiny_ct_pack_constant(models: &Path) {
+    write_tiny_ct_pack(models, true)
+}
+
+fn write_tiny_ct_pack(models: &Path, constant: bool) {
     let cfg = DenseNetConfig {
         in_channels: 3,
         num_classes: 2,
@@ -39,6 +49,13 @@ pub fn tiny_ct_pack(models: &Path) {
             Tensor::new(&[12f32, -12.0], &Device::Cpu).unwrap(),
         )
         .unwrap();
+    if constant {
+        let zeros = varmap.data().lock().unwrap()["classifier.weight"]
+            .as_tensor()
+            .zeros_like()
+            .unwrap();
+        varmap.set_one("classifier.weight", zeros).unwrap();
+    }
     let manifest = Manifest {
         name: "test-ich-tiny".into(),
         version: "0.1.0".into(),
