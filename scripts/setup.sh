@@ -56,6 +56,23 @@ if [ "${1:-}" = "--test" ]; then
     apt-get update -qq
     apt-get install -y -qq chromium >/dev/null
   fi
+  # Debian's dcmtk: the real DICOM peer of the interoperability tests
+  # (storescu, echoscu, storescp, dsrdump, dcmdump).
+  if ! command -v storescu >/dev/null || ! command -v dsrdump >/dev/null; then
+    log "installing dcmtk (DICOM peer for the network tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq dcmtk >/dev/null
+  fi
+  # FHIR R4 structure validation: fhir.resources 6.1 is the last release
+  # modelling R4 (4.0.1); it needs pydantic 1.
+  FHIR_VENV="$HOME/.cache/medvision/fhir-venv"
+  if [ ! -x "$FHIR_VENV/bin/python" ] || ! "$FHIR_VENV/bin/python" -c "import fhir.resources" 2>/dev/null; then
+    log "creating the FHIR validation environment"
+    rm -rf "$FHIR_VENV"
+    python3 -m venv "$FHIR_VENV"
+    "$FHIR_VENV/bin/pip" install --quiet "fhir.resources==6.1.0" "pydantic==1.10.27"
+  fi
   if [ ! -d end2end/node_modules/@playwright/test ]; then
     log "installing Playwright (test runner only; it drives Debian's chromium)"
     (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)

@@ -7,7 +7,7 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 "$ROOT/scripts/setup.sh" --test
 
-SERVER_PKGS=(-p server -p app -p entity -p migration -p imaging -p inference -p evidence -p reporting)
+SERVER_PKGS=(-p server -p app -p entity -p migration -p imaging -p inference -p evidence -p reporting -p interop)
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -53,4 +53,7 @@ cargo test --doc "${SERVER_PKGS[@]}"
 log "unit and integration tests (SQLite and PostgreSQL)"
 # set-up fetched the embedding model: its tests must run, not skip.
 export MEDVISION_REQUIRE_MODEL=1
+# set-up installed dcmtk and the FHIR validator: the interoperability tests
+# must talk to the real peers, not skip.
+export MEDVISION_REQUIRE_DCMTK=1 MEDVISION_REQUIRE_FHIR=1
 cargo nextest run "${SERVER_PKGS[@]}" --no-fail-fast

@@ -33,6 +33,8 @@ pub enum AppError {
     BadRequest(String),
     #[error("The request is larger than this server accepts ({0}).")]
     TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("Too many attempts. Please wait a minute and try again.")]
     RateLimited,
     #[error(
@@ -71,6 +73,7 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::BadRequest(_) => "bad_request",
             AppError::TooLarge(_) => "too_large",
+            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::RateLimited => "rate_limited",
             AppError::Csrf => "csrf",
             AppError::PasswordChangeRequired => "password_change_required",
@@ -89,6 +92,7 @@ impl AppError {
             AppError::Conflict(_) => S::CONFLICT,
             AppError::BadRequest(_) => S::BAD_REQUEST,
             AppError::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited => S::TOO_MANY_REQUESTS,
             AppError::Internal => S::INTERNAL_SERVER_ERROR,
             AppError::Transport(_) => S::BAD_GATEWAY,
@@ -136,6 +140,7 @@ impl From<AppError> for WireError {
             AppError::Conflict(m)
             | AppError::BadRequest(m)
             | AppError::TooLarge(m)
+            | AppError::UnsupportedMediaType(m)
             | AppError::Transport(m) => WireError {
                 code,
                 message: m,
@@ -164,6 +169,7 @@ impl From<WireError> for AppError {
             "conflict" => AppError::Conflict(w.message),
             "bad_request" => AppError::BadRequest(w.message),
             "too_large" => AppError::TooLarge(w.message),
+            "unsupported_media_type" => AppError::UnsupportedMediaType(w.message),
             "rate_limited" => AppError::RateLimited,
             "csrf" => AppError::Csrf,
             "password_change_required" => AppError::PasswordChangeRequired,

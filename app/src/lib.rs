@@ -16,6 +16,7 @@ pub mod images;
 pub mod pipeline;
 pub mod report;
 pub mod review;
+pub mod sends;
 pub mod ui;
 
 #[cfg(feature = "ssr")]

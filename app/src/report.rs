@@ -491,6 +491,9 @@ pub mod ssr {
             "after": {"status": "signed", "sections": sections_value(&final_sections)},
         });
         append(&txn, e).await?;
+        // The transactional outbox: a signed report and its queued sends to
+        // the PACS commit together or not at all.
+        crate::sends::ssr::queue_on_sign(&txn, actor, case_id).await?;
         txn.commit().await?;
         to_dto(signed, Vec::new())
     }
@@ -668,7 +671,11 @@ fn ReportActions(
             <a class="button" href=format!("/api/v1/cases/{case_id}/report.pdf") download>
                 {if signed { "Download PDF" } else { "Download draft PDF" }}
             </a>
+            <a class="button" href=format!("/api/v1/cases/{case_id}/dicom.zip") download>
+                "Download DICOM (SR, key images, studies)"
+            </a>
         </div>
+        {signed.then(|| view! { <crate::sends::PacsPanel case_id reader/> })}
         {(reader && !signed).then(|| view! {
             <details class="edit-report">
                 <summary>"Edit the draft"</summary>

@@ -13,6 +13,7 @@ mod m20261124_000006_reports;
 mod m20261124_000007_review;
 mod m20261124_000008_chat;
 mod m20261124_000009_thresholds;
+mod m20261124_000010_dicom;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000007_review::Migration),
             Box::new(m20261124_000008_chat::Migration),
             Box::new(m20261124_000009_thresholds::Migration),
+            Box::new(m20261124_000010_dicom::Migration),
         ]
     }
 }

@@ -82,6 +82,7 @@ pub fn router() -> Router<AppState> {
         .merge(crate::chat::router())
         .merge(crate::analytics::router())
         .merge(crate::audit_api::router())
+        .merge(crate::dicom_results::router())
         .merge(crate::pipeline::api::router())
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async {
@@ -288,7 +289,8 @@ async fn add_member(
         crate::chat::list, crate::chat::create, crate::chat::edit, crate::chat::notifications, crate::chat::read_all,
         crate::reports::edit, crate::reports::sign, crate::reports::addendum, crate::reports::report_pdf, crate::reports::reviews, crate::reports::review, crate::reports::add_finding, crate::pipeline::api::case_batches, crate::pipeline::api::case_events,
         crate::pipeline::api::batch, crate::pipeline::api::cancel_batch, crate::pipeline::api::retry_batch, crate::pipeline::api::batch_events,
-        crate::pipeline::api::artefact, crate::pipeline::api::failed_jobs, crate::pipeline::api::retry_job),
+        crate::pipeline::api::artefact, crate::pipeline::api::failed_jobs, crate::pipeline::api::retry_job,
+        crate::dicom_results::send, crate::dicom_results::sends, crate::dicom_results::export_zip),
     components(schemas(LoginInput, SessionOut, UserDto, TokenInput, NewTokenOut, TokenDto, CaseDto, CaseDetail, CasePage, MemberDto, NewCaseInput, CasePatchInput, AddMemberInput,
         app::images::StudyDto, app::images::SeriesDto, app::images::InstanceDto, app::images::DeidItem, app::images::UploadOutcome, app::images::UploadedStudy, app::images::RejectedDto,
         app::pipeline::JobDto, app::pipeline::FindingDto, app::pipeline::BatchDto, app::pipeline::BatchCounts,
@@ -298,7 +300,8 @@ async fn add_member(
         app::audit::AuditRowDto, app::audit::ChainReport, app::audit::BrokenLink,
         app::analytics::ThresholdRow, app::analytics::ThresholdInput, app::analytics::CurvePoint,
         app::analytics::Analytics, app::analytics::Totals, app::analytics::Count, app::analytics::LabelStats, app::analytics::Performance, app::analytics::Ci,
-        app::chat::MessageDto, app::chat::NewMessage, app::chat::MessageEdit, app::chat::NotificationDto, crate::chat::NotificationList)),
+        app::chat::MessageDto, app::chat::NewMessage, app::chat::MessageEdit, app::chat::NotificationDto, crate::chat::NotificationList,
+        app::sends::DicomSendDto, app::sends::SendInput)),
     modifiers(&Security),
     tags((name = "auth", description = "Sessions and API tokens"), (name = "cases", description = "Cases, scoped to the caller's organisation"), (name = "images", description = "Upload (de-identified on ingest), studies, instances, metadata and rendering"))
 )]

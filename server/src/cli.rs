@@ -35,6 +35,20 @@ pub enum Command {
         #[arg(long)]
         concurrency: Option<usize>,
     },
+    /// Receive studies from modalities and PACS: a DICOM C-STORE SCP
+    /// (C-ECHO too) for the calling AE titles registered with
+    /// `medvision dicom add-node --kind source`.
+    Scp {
+        /// TCP port (default: `scp_port`, else 11112).
+        #[arg(long)]
+        port: Option<u16>,
+        /// This node's AE title (default: `scp_ae_title`).
+        #[arg(long)]
+        ae_title: Option<String>,
+    },
+    /// Remote DICOM nodes and network checks.
+    #[command(subcommand)]
+    Dicom(DicomCmd),
     /// Apply database migrations and exit.
     Migrate,
     /// Organisations (tenants).
@@ -188,6 +202,50 @@ pub enum TokenCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum DicomCmd {
+    /// Trust a remote application entity: a `source` may send studies to
+    /// the SCP; a `destination` receives MedVision's results.
+    AddNode {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        ae_title: String,
+        /// `source` or `destination`.
+        #[arg(long)]
+        kind: String,
+        /// Destination host (sources: informational).
+        #[arg(long, default_value = "")]
+        host: String,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Cases opened from a source belong to this user.
+        #[arg(long)]
+        owner: String,
+        /// Destinations: send the structured report when a report is signed.
+        #[arg(long)]
+        send_on_sign: bool,
+    },
+    /// The nodes of every organisation.
+    Nodes,
+    /// Forget a node.
+    RemoveNode {
+        #[arg(long)]
+        ae_title: String,
+        #[arg(long)]
+        kind: String,
+    },
+    /// C-ECHO a remote node.
+    Echo {
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        ae_title: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AuditCmd {
     /// Recompute the hash chain; exits non-zero and names the first broken row.
     Verify,
@@ -227,6 +285,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::db::connect(&settings).await?;
             crate::db::migrate(&db).await?;
             import(&settings, &db.conn, paths, case, &email, wait).await
+        }
+        Command::Scp { port, ae_title } => {
+            let mut settings = settings;
+            if let Some(t) = ae_title {
+                settings.scp_ae_title = crate::dicom::parse_ae_title(&t)?;
+            }
+            let port = port.or(settings.scp_port).unwrap_or(11112);
+            let db = crate::db::connect(&settings).await?;
+            crate::db::migrate(&db).await?;
+            scp(&settings, db.conn, port).await
+        }
+        Command::Dicom(DicomCmd::Echo {
+            host,
+            port,
+            ae_title,
+        }) => {
+            let node = interop::scu::Node {
+                host,
+                port,
+                ae_title: crate::dicom::parse_ae_title(&ae_title)?,
+            };
+            interop::scu::echo(
+                &node,
+                &settings.scu_ae_title,
+                std::time::Duration::from_secs(settings.scp_timeout_secs.max(1)),
+            )
+            .await?;
+            println!(
+                "C-ECHO {}@{}:{}: success",
+                node.ae_title, node.host, node.port
+            );
+            Ok(())
         }
         Command::Worker { concurrency } => {
             let mut settings = settings;
@@ -470,8 +560,81 @@ async fn worker(settings: &Settings, db: sea_orm::DatabaseConnection) -> anyhow:
     Ok(())
 }
 
+async fn scp(
+    settings: &Settings,
+    db: sea_orm::DatabaseConnection,
+    port: u16,
+) -> anyhow::Result<()> {
+    let hub = std::sync::Arc::new(crate::pipeline::events::Hub::default());
+    let img = std::sync::Arc::new(crate::images::Imaging::new(settings, hub)?);
+    let svc = crate::dicom::DicomService::start(settings, db, img, port).await?;
+    println!(
+        "DICOM C-STORE SCP {} listening on {}:{}",
+        settings.scp_ae_title, settings.scp_bind, svc.port
+    );
+    crate::shutdown_signal().await;
+    println!("{}", crate::dicom::stats_line(&svc.scp));
+    svc.shutdown().await;
+    Ok(())
+}
+
 async fn admin_command(db: &sea_orm::DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
     match cmd {
+        Command::Dicom(DicomCmd::AddNode {
+            org,
+            ae_title,
+            kind,
+            host,
+            port,
+            owner,
+            send_on_sign,
+        }) => {
+            let n = crate::dicom::add_node(
+                db,
+                crate::dicom::NewNode {
+                    org: &org,
+                    ae_title: &ae_title,
+                    kind: &kind,
+                    host: &host,
+                    port,
+                    owner_email: &owner,
+                    send_on_sign,
+                },
+            )
+            .await?;
+            println!("added {} node {} ({})", n.kind, n.ae_title, n.id);
+        }
+        Command::Dicom(DicomCmd::Nodes) => {
+            use sea_orm::{EntityTrait, QueryOrder};
+            for n in entity::dicom_node::Entity::find()
+                .order_by_asc(entity::dicom_node::Column::AeTitle)
+                .all(db)
+                .await?
+            {
+                println!(
+                    "{}\t{}\t{}\t{}:{}\torg {}{}",
+                    n.ae_title,
+                    n.kind,
+                    n.id,
+                    n.host,
+                    n.port,
+                    n.org_id,
+                    if n.send_on_sign { "\tsend on sign" } else { "" }
+                );
+            }
+        }
+        Command::Dicom(DicomCmd::RemoveNode { ae_title, kind }) => {
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+            let r = entity::dicom_node::Entity::delete_many()
+                .filter(entity::dicom_node::Column::AeTitle.eq(ae_title.trim()))
+                .filter(entity::dicom_node::Column::Kind.eq(kind.as_str()))
+                .exec(db)
+                .await?;
+            if r.rows_affected == 0 {
+                bail!("no {kind} node called {ae_title}");
+            }
+            println!("removed {kind} node {ae_title}");
+        }
         Command::Org(OrgCmd::Add { name }) => {
             let o = admin::add_org(db, &name).await.map_err(cli_err)?;
             println!("created organisation {} ({})", o.name, o.id);
@@ -556,6 +719,8 @@ async fn admin_command(db: &sea_orm::DatabaseConnection, cmd: Command) -> anyhow
             }
         }
         Command::Serve
+        | Command::Scp { .. }
+        | Command::Dicom(DicomCmd::Echo { .. })
         | Command::Migrate
         | Command::Import { .. }
         | Command::Models(_)

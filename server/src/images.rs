@@ -443,7 +443,11 @@ async fn render(
 }
 
 /// A blob as a local file for the decoders, kept in the cache folder.
-async fn local_copy(img: &Imaging, org: Uuid, sha256: &str) -> Result<PathBuf, AppError> {
+pub(crate) async fn local_copy(
+    img: &Imaging,
+    org: Uuid,
+    sha256: &str,
+) -> Result<PathBuf, AppError> {
     let path = img.cache_dir.join("blobs").join(sha256);
     if tokio::fs::metadata(&path).await.is_ok() {
         return Ok(path);

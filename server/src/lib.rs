@@ -10,6 +10,10 @@ pub mod chat;
 pub mod cli;
 pub mod corpus;
 pub mod db;
+pub mod dicom;
+pub mod dicom_results;
+pub mod dicomweb;
+pub mod fhir;
 pub mod images;
 pub mod knowledge;
 pub mod middleware;
@@ -46,6 +50,9 @@ pub struct Application {
     pub state: AppState,
     pub imaging: Arc<images::Imaging>,
     pub pipeline: Arc<pipeline::Services>,
+    /// The DICOM SCP, when `scp_port` is set.
+    pub dicom: Option<dicom::DicomService>,
+    pub outbox: Arc<dicom_results::Outbox>,
     embedded_workers: bool,
     pub addr: SocketAddr,
     pub url: String,
@@ -93,15 +100,29 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         &settings,
         hub.clone(),
     )?);
+    let outbox = Arc::new(dicom_results::Outbox::new(&settings, imaging.blobs.clone()));
     let router = router(&settings, state.clone(), database.sessions.clone())
         .layer(axum::Extension(imaging.clone()))
+        .layer(axum::Extension(outbox.clone()))
+        .layer(axum::Extension(fhir::Base(
+            url.trim_end_matches('/').to_owned(),
+        )))
         .layer(axum::Extension(hub));
+    let dicom = match settings.scp_port {
+        Some(port) => Some(
+            dicom::DicomService::start(&settings, database.conn.clone(), imaging.clone(), port)
+                .await?,
+        ),
+        None => None,
+    };
     Ok(Application {
         listener,
         router,
         state,
         imaging,
         pipeline,
+        dicom,
+        outbox,
         embedded_workers: settings.embedded_workers,
         addr,
         url,
@@ -134,6 +155,8 @@ fn router(settings: &Settings, state: AppState, sessions: db::DbSessionStore) ->
         .route("/readyz", get(readyz))
         .route("/logout", post(logout_form))
         .nest("/api/v1", api::router())
+        .nest("/fhir", fhir::router())
+        .nest("/dicomweb", dicomweb::router())
         .leptos_routes_with_context(&state, routes, ctx.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(ctx, app::shell))
         .with_state(state.clone())
@@ -214,6 +237,7 @@ impl Application {
             self.state.db.clone(),
             Duration::from_millis(self.pipeline.cfg.poll_ms),
         ));
+        let outbox = tokio::spawn(self.outbox.clone().run(self.state.db.clone()));
         let workers = self
             .embedded_workers
             .then(|| pipeline::Workers::start(self.pipeline.clone()));
@@ -233,6 +257,10 @@ impl Application {
         cleanup.abort();
         limiter_gc.abort();
         watcher.abort();
+        outbox.abort();
+        if let Some(d) = self.dicom {
+            d.shutdown().await;
+        }
         if let Some(w) = workers {
             w.shutdown().await;
         }

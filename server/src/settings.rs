@@ -126,6 +126,23 @@ pub struct Settings {
     /// NCBI API key (10 requests/s instead of 3).
     #[serde(skip_serializing)]
     pub pubmed_api_key: Option<SecretString>,
+    /// Run the DICOM C-STORE SCP inside `serve` on this port (unset: only
+    /// `medvision scp` runs one).
+    pub scp_port: Option<u16>,
+    /// Address the SCP binds (with `scp_port` or `medvision scp`).
+    pub scp_bind: String,
+    /// This node's AE title: associations calling another are refused.
+    pub scp_ae_title: String,
+    /// A received study is handed to analysis after this many seconds
+    /// without a new instance.
+    pub scp_quiet_secs: u64,
+    /// Associations served at once; more are refused as "local limit
+    /// exceeded" so the sender retries later.
+    pub scp_max_associations: usize,
+    /// Seconds a peer may stay silent inside an association.
+    pub scp_timeout_secs: u64,
+    /// This node's AE title when it sends (C-STORE SCU).
+    pub scu_ae_title: String,
 }
 
 impl Default for Settings {
@@ -180,6 +197,13 @@ impl Default for Settings {
             llm_supports_images: false,
             pubmed_email: None,
             pubmed_api_key: None,
+            scp_port: None,
+            scp_bind: "0.0.0.0".into(),
+            scp_ae_title: "MEDVISION".into(),
+            scp_quiet_secs: 30,
+            scp_max_associations: 32,
+            scp_timeout_secs: 60,
+            scu_ae_title: "MEDVISION".into(),
         }
     }
 }
@@ -198,12 +222,15 @@ impl Settings {
         let mut s: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
             // Read by other parts, not settings: the CLI (`CONFIG`), the
-            // tests (`FIXTURES`, `REQUIRE_MODEL`), the evidence crate
-            // (`QDRANT_*`, `EMBEDDER_DIR`).
+            // tests (`FIXTURES`, `REQUIRE_*`, `FHIR_PYTHON`), the evidence
+            // crate (`QDRANT_*`, `EMBEDDER_DIR`).
             .merge(Env::prefixed("MEDVISION_").ignore(&[
                 "CONFIG",
                 "FIXTURES",
                 "REQUIRE_MODEL",
+                "REQUIRE_DCMTK",
+                "REQUIRE_FHIR",
+                "FHIR_PYTHON",
                 "QDRANT_URL",
                 "QDRANT_API_KEY",
                 "QDRANT_PREFIX",

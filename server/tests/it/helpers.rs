@@ -79,6 +79,8 @@ macro_rules! on_both {
 
 pub struct TestApp {
     pub url: String,
+    /// The DICOM SCP's port, when `scp_port` was set.
+    pub dicom_port: Option<u16>,
     pub db: sea_orm::DatabaseConnection,
     pub settings: Settings,
     pub dir: PathBuf,
@@ -114,6 +116,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn start(settings: Settings) -> TestApp {
     let application = medvision::build(settings.clone()).await.expect("build app");
     let url = application.url.clone();
+    let dicom_port = application.dicom.as_ref().map(|d| d.port);
     let db = application.state.db.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -126,6 +129,7 @@ pub async fn start(settings: Settings) -> TestApp {
     });
     TestApp {
         url,
+        dicom_port,
         db,
         dir: settings.data_dir.clone(),
         settings,

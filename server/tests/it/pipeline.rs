@@ -242,7 +242,7 @@ pub async fn settle_n(api: &crate::helpers::Api, case: &str, n: usize) -> Vec<Va
     done.unwrap_or_else(|| panic!("jobs did not finish: {last:?}"))
 }
 
-async fn app_with(
+pub async fn app_with(
     backend: Backend,
     tweak: impl FnOnce(&mut medvision::settings::Settings),
 ) -> (TestApp, tempfile::TempDir) {
