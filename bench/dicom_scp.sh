@@ -14,7 +14,8 @@ RUNS=${RUNS:-3}
 export DEBIAN_FRONTEND=noninteractive
 command -v storescu >/dev/null || { apt-get update -qq; apt-get install -y -qq dcmtk >/dev/null; }
 command -v Orthanc >/dev/null || { apt-get update -qq; apt-get install -y -qq orthanc >/dev/null; }
-cargo build --release -p server -p interop --example write_ct_series >&2
+cargo build --release -p server --bin medvision >&2
+cargo build --release -p interop --example write_ct_series >&2
 mv="$CARGO_TARGET_DIR/release/medvision"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
