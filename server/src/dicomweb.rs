@@ -220,8 +220,14 @@ async fn visible_studies(
         .await?
         .into_iter()
         .collect();
+    // Matching needs each study's series and first header, so stop once
+    // the requested page is full rather than examining every study.
+    let wanted = q.offset.saturating_add(q.limit);
     let mut out = Vec::new();
     for s in studies {
+        if out.len() as u64 >= wanted {
+            break;
+        }
         let patient_ref = refs.get(&s.case_id).cloned().unwrap_or_default();
         if let Some(p) = &q.patient_id {
             if !wildcard(p, &patient_ref) {

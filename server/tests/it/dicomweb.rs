@@ -189,6 +189,10 @@ async fn stow_qido_and_wado_round_trip(backend: Backend) {
     )
     .await;
     assert_eq!(insts.as_array().unwrap().len(), 3);
+    let (_, first) = json_of(&doctor, "/dicomweb/studies?limit=1").await;
+    assert_eq!(first.as_array().unwrap().len(), 1);
+    let (_, past) = json_of(&doctor, "/dicomweb/studies?limit=1&offset=1").await;
+    assert!(past.as_array().unwrap().is_empty(), "one study only");
     let (_, all) = json_of(&doctor, "/dicomweb/instances?Modality=CT&limit=2").await;
     assert_eq!(all.as_array().unwrap().len(), 2, "limit applies");
 
