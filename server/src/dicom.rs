@@ -138,7 +138,7 @@ async fn handover_loop(
 ) {
     // Failures per study folder: a study that keeps failing (its owner was
     // removed, the database is down) is retried, but not in a tight loop.
-    let mut failures: HashMap<std::path::PathBuf, u32> = HashMap::new();
+    let mut failures: HashMap<std::path::PathBuf, (u32, tokio::time::Instant)> = HashMap::new();
     let mut first = true;
     loop {
         if !first {
@@ -164,11 +164,12 @@ async fn handover_loop(
             Err(_) => continue,
         };
         for c in claimed {
-            let n = failures.get(&c.dir).copied().unwrap_or(0);
-            // Back off: retry after 2^n half-second rounds, at most ~4 min.
-            if n > 0 && !rand_round(n) {
-                continue;
-            }
+            let now = tokio::time::Instant::now();
+            let n = match failures.get(&c.dir) {
+                Some((_, next)) if now < *next => continue,
+                Some((n, _)) => *n,
+                None => 0,
+            };
             let dir = c.dir.clone();
             match handover(&db, &img, c).await {
                 Ok(()) => {
@@ -176,17 +177,13 @@ async fn handover_loop(
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "a received study could not be handed over; it stays in the spool");
-                    failures.insert(dir, n + 1);
+                    // Back off: 1 s, 2 s, 4 s … at most about 4 minutes.
+                    let wait = Duration::from_millis(500 << (n + 1).min(9));
+                    failures.insert(dir, (n + 1, now + wait));
                 }
             }
         }
     }
-}
-
-/// True about once every 2^n rounds (n capped at 9).
-fn rand_round(n: u32) -> bool {
-    use rand::Rng;
-    rand::thread_rng().gen_range(0..(1u32 << n.min(9))) == 0
 }
 
 /// A pseudonymous patient reference for the case list: the same patient
@@ -270,6 +267,12 @@ async fn handover(db: &DatabaseConnection, img: &Imaging, c: Claimed) -> anyhow:
     Ok(())
 }
 
+/// The name the `i`-th file of a received study has in its upload outcome
+/// (refusals are reported under it).
+pub fn source_name(origin: &str, i: usize) -> String {
+    format!("{origin}-{:05}.dcm", i + 1)
+}
+
 /// Files of one study received from outside (C-STORE or STOW-RS) into the
 /// case that study went to before, or a new one owned by `actor`: the
 /// same ingest as an upload (limits, de-identification, blob store, index,
@@ -292,7 +295,7 @@ pub async fn receive_study(
         .iter()
         .enumerate()
         .map(|(i, p)| imaging::Source {
-            name: format!("{}-{:05}.dcm", origin, i + 1),
+            name: source_name(origin, i),
             path: p.clone(),
         })
         .collect();

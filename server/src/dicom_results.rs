@@ -5,6 +5,7 @@
 //! the outbox sender that C-STOREs them to the organisation's PACS with
 //! retries.
 
+use crate::images::header_text;
 use crate::images::Imaging;
 use crate::middleware::User;
 use crate::settings::Settings;
@@ -22,7 +23,6 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
-use sha2::{Digest, Sha256};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,21 +41,8 @@ fn id(raw: &str) -> Result<Uuid, AppError> {
 
 /// A DICOM UID that is the same every time it is derived from the same
 /// parts (a re-sent SR replaces the earlier copy in the PACS).
-fn derived_uid(parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p);
-    }
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    format!("2.25.{}", u128::from_be_bytes(b))
-}
-
-fn header_text(header: &serde_json::Value, tag: &str) -> Option<String> {
-    let v = header.get(tag)?.get("Value")?.get(0)?;
-    v.as_str().map(str::to_owned)
+fn derived_uid(parts: &[&str]) -> String {
+    imaging::write::uuid_uid(&format!("medvision/{}", parts.join("/")))
 }
 
 /// Most key images sent per study.
@@ -146,12 +133,7 @@ pub async fn result_objects(
             .iter()
             .filter(|f| f.study_id == s.id)
             .map(|f| {
-                let demo = reporting::ModelUse {
-                    model: f.model.clone(),
-                    model_version: f.model_version.clone(),
-                    intended_use: f.intended_use.clone(),
-                }
-                .is_demo();
+                let demo = crate::reports::is_demo(f);
                 let mut source = format!("AI suggestion ({} {})", f.model, f.model_version);
                 if demo {
                     source.push_str(
@@ -203,13 +185,13 @@ pub async fn result_objects(
         let addenda = report.addenda.len().to_string();
         let doc = SrDocument {
             sop_instance_uid: derived_uid(&[
-                b"sr",
-                report.id.as_bytes(),
-                s.id.as_bytes(),
-                revision.as_bytes(),
-                addenda.as_bytes(),
+                "sr",
+                &report.id.to_string(),
+                &s.id.to_string(),
+                &revision,
+                &addenda,
             ]),
-            series_instance_uid: derived_uid(&[b"sr-series", s.id.as_bytes()]),
+            series_instance_uid: derived_uid(&["sr-series", &s.id.to_string()]),
             study_uid: s.study_uid.clone(),
             study_date: header_text(&first_header, "00080020").unwrap_or_default(),
             study_time: header_text(&first_header, "00080030").unwrap_or_default(),
@@ -273,21 +255,15 @@ pub async fn result_objects(
                 f.label,
                 f.model,
                 f.model_version,
-                if (reporting::ModelUse {
-                    model: f.model.clone(),
-                    model_version: f.model_version.clone(),
-                    intended_use: f.intended_use.clone(),
-                })
-                .is_demo()
-                {
+                if crate::reports::is_demo(f) {
                     ", demonstration model trained on synthetic phantoms, not for clinical use"
                 } else {
                     ""
                 }
             );
             let key = interop::sc::KeyImage {
-                sop_instance_uid: derived_uid(&[b"sc", artefact_id.as_bytes()]),
-                series_instance_uid: derived_uid(&[b"sc-series", s.id.as_bytes()]),
+                sop_instance_uid: derived_uid(&["sc", &artefact_id.to_string()]),
+                series_instance_uid: derived_uid(&["sc-series", &s.id.to_string()]),
                 study_uid: s.study_uid.clone(),
                 patient_id: patient_id.clone(),
                 patient_sex: patient_sex.clone(),
@@ -439,20 +415,30 @@ pub async fn export_zip(
     .await
     .map_err(|_| AppError::Internal)?
     .map_err(internal("writing the export ZIP"))?;
-    let bytes = tokio::fs::read(&zip_path)
+    // Streamed from the file: a case can be gigabytes. The open handle
+    // keeps the data readable after the temporary folder is removed.
+    let file = tokio::fs::File::open(&zip_path)
         .await
         .map_err(internal("reading the export ZIP"))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(internal("reading the export ZIP"))?
+        .len();
+    drop(work);
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
     let name = format!("medvision-case-{}.zip", &case_id.simple().to_string()[..12]);
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{name}\""),
             ),
             (header::CACHE_CONTROL, "private, no-store".to_owned()),
         ],
-        bytes,
+        body,
     )
         .into_response())
 }

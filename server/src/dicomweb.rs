@@ -54,6 +54,9 @@ pub fn router() -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::disable())
 }
 
+/// How STOW-RS names itself as a sender in case histories.
+const STOW_ORIGIN: &str = "STOW-RS";
+
 const DICOM_JSON: &str = "application/dicom+json";
 
 fn dicom_json(v: Value) -> Response {
@@ -68,19 +71,14 @@ fn attr(vr: &str, value: Value) -> Value {
     }
 }
 
+/// A string attribute of a stored header, as a DICOM JSON value.
 fn header_value(h: &Value, tag: &str) -> Value {
-    h.get(tag)
-        .and_then(|e| e.get("Value"))
-        .and_then(|v| v.get(0))
-        .cloned()
-        .unwrap_or(Value::Null)
+    crate::images::header_text(h, tag).map_or(Value::Null, Value::from)
 }
 
-/// A UID in a path or query: digits and dots, at most 64 characters.
+/// A UID in a path or query.
 fn uid(raw: &str) -> Result<String, AppError> {
-    let ok =
-        !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    if ok {
+    if interop::valid_uid(raw) {
         Ok(raw.to_owned())
     } else {
         Err(AppError::NotFound)
@@ -91,6 +89,7 @@ fn uid(raw: &str) -> Result<String, AppError> {
 
 /// The query keys MedVision matches, by keyword or tag; paging and the
 /// presentation hints clients send are accepted and the rest refused.
+#[derive(Clone)]
 struct Qido {
     study_uid: Option<String>,
     series_uid: Option<String>,
@@ -267,17 +266,18 @@ async fn visible_studies(
             .map(|i| serde_json::from_str(&i.header).unwrap_or_default())
             .unwrap_or_default();
         if let Some((lo, hi)) = &q.study_date {
-            let d = header_value(&header, "00080020");
-            let d = d.as_str().unwrap_or("");
-            if d.is_empty() || d < lo.as_str() || d > hi.as_str() {
+            let d = crate::images::header_text(&header, "00080020").unwrap_or_default();
+            if d.is_empty() || d.as_str() < lo.as_str() || d.as_str() > hi.as_str() {
                 continue;
             }
         }
-        let instances = instance::Entity::find()
-            .filter(instance::Column::StudyId.eq(s.id))
-            .filter(instance::Column::Kind.eq("dicom"))
-            .count_rows(db)
-            .await?;
+        let instances = count(
+            instance::Entity::find()
+                .filter(instance::Column::StudyId.eq(s.id))
+                .filter(instance::Column::Kind.eq("dicom")),
+            db,
+        )
+        .await?;
         out.push(StudyRow {
             patient_ref,
             header,
@@ -290,16 +290,21 @@ async fn visible_studies(
     Ok(out)
 }
 
-trait CountRows {
-    async fn count_rows(self, db: &DatabaseConnection) -> Result<usize, sea_orm::DbErr>;
+/// Rows a query matches, as a `usize`.
+async fn count<E: EntityTrait>(
+    q: sea_orm::Select<E>,
+    db: &DatabaseConnection,
+) -> Result<usize, sea_orm::DbErr>
+where
+    E::Model: Sync,
+{
+    use sea_orm::PaginatorTrait;
+    Ok(usize::try_from(q.count(db).await?).unwrap_or(usize::MAX))
 }
 
-impl CountRows for sea_orm::Select<instance::Entity> {
-    async fn count_rows(self, db: &DatabaseConnection) -> Result<usize, sea_orm::DbErr> {
-        use sea_orm::PaginatorTrait;
-        Ok(usize::try_from(self.count(db).await?).unwrap_or(usize::MAX))
-    }
-}
+/// RetrieveURLs are relative to the server: behind a proxy the client
+/// knows its own origin.
+const BASE: &str = "/dicomweb";
 
 fn study_json(base: &str, r: &StudyRow) -> Value {
     let s = &r.study;
@@ -318,12 +323,6 @@ fn study_json(base: &str, r: &StudyRow) -> Value {
     })
 }
 
-fn base_url(headers: &HeaderMap) -> String {
-    // Relative to the server: behind a proxy the client knows its origin.
-    let _ = headers;
-    "/dicomweb".to_owned()
-}
-
 fn page<T>(rows: Vec<T>, q: &Qido) -> Vec<T> {
     rows.into_iter()
         .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))
@@ -335,16 +334,12 @@ fn page<T>(rows: Vec<T>, q: &Qido) -> Vec<T> {
 async fn search_studies(
     State(state): State<AppState>,
     User(actor): User,
-    headers: HeaderMap,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let q = parse_qido(&raw)?;
-    let base = base_url(&headers);
+    let base = BASE;
     let rows = visible_studies(&state.db, &actor, &q).await?;
-    let out: Vec<Value> = page(rows, &q)
-        .iter()
-        .map(|r| study_json(&base, r))
-        .collect();
+    let out: Vec<Value> = page(rows, &q).iter().map(|r| study_json(base, r)).collect();
     Ok(dicom_json(Value::Array(out)))
 }
 
@@ -360,7 +355,7 @@ async fn series_rows(
             modality: None,
             limit: u64::MAX,
             offset: 0,
-            ..clone_qido(q)
+            ..q.clone()
         },
     )
     .await?;
@@ -377,28 +372,15 @@ async fn series_rows(
             find = find.filter(series::Column::Modality.eq(m.as_str()));
         }
         for se in find.all(db).await? {
-            let n = instance::Entity::find()
-                .filter(instance::Column::SeriesId.eq(se.id))
-                .count_rows(db)
-                .await?;
+            let n = count(
+                instance::Entity::find().filter(instance::Column::SeriesId.eq(se.id)),
+                db,
+            )
+            .await?;
             out.push((r.study.clone(), se, n));
         }
     }
     Ok(out)
-}
-
-fn clone_qido(q: &Qido) -> Qido {
-    Qido {
-        study_uid: q.study_uid.clone(),
-        series_uid: q.series_uid.clone(),
-        sop_uid: q.sop_uid.clone(),
-        modality: q.modality.clone(),
-        patient_id: q.patient_id.clone(),
-        study_date: q.study_date.clone(),
-        description: q.description.clone(),
-        limit: q.limit,
-        offset: q.offset,
-    }
 }
 
 fn series_json(base: &str, s: &study::Model, se: &series::Model, n: usize) -> Value {
@@ -413,17 +395,12 @@ fn series_json(base: &str, s: &study::Model, se: &series::Model, n: usize) -> Va
     })
 }
 
-async fn series_response(
-    state: &AppState,
-    actor: &Actor,
-    headers: &HeaderMap,
-    q: Qido,
-) -> Result<Response, AppError> {
-    let base = base_url(headers);
+async fn series_response(state: &AppState, actor: &Actor, q: Qido) -> Result<Response, AppError> {
+    let base = BASE;
     let rows = series_rows(&state.db, actor, &q).await?;
     let out: Vec<Value> = page(rows, &q)
         .iter()
-        .map(|(s, se, n)| series_json(&base, s, se, *n))
+        .map(|(s, se, n)| series_json(base, s, se, *n))
         .collect();
     Ok(dicom_json(Value::Array(out)))
 }
@@ -432,39 +409,36 @@ async fn series_response(
 async fn search_series(
     State(state): State<AppState>,
     User(actor): User,
-    headers: HeaderMap,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    series_response(&state, &actor, &headers, parse_qido(&raw)?).await
+    series_response(&state, &actor, parse_qido(&raw)?).await
 }
 
 /// QIDO-RS `GET /dicomweb/studies/{study}/series`.
 async fn study_series(
     State(state): State<AppState>,
     User(actor): User,
-    headers: HeaderMap,
     Path(study_uid): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let mut q = parse_qido(&raw)?;
     q.study_uid = Some(uid(&study_uid)?);
-    series_response(&state, &actor, &headers, q).await
+    series_response(&state, &actor, q).await
 }
 
 async fn instances_response(
     state: &AppState,
     actor: &Actor,
-    headers: &HeaderMap,
     q: Qido,
 ) -> Result<Response, AppError> {
-    let base = base_url(headers);
+    let base = BASE;
     let series = series_rows(
         &state.db,
         actor,
         &Qido {
             limit: u64::MAX,
             offset: 0,
-            ..clone_qido(&q)
+            ..q.clone()
         },
     )
     .await?;
@@ -499,37 +473,34 @@ async fn instances_response(
 async fn search_instances(
     State(state): State<AppState>,
     User(actor): User,
-    headers: HeaderMap,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    instances_response(&state, &actor, &headers, parse_qido(&raw)?).await
+    instances_response(&state, &actor, parse_qido(&raw)?).await
 }
 
 /// QIDO-RS `GET /dicomweb/studies/{study}/instances`.
 async fn study_instances(
     State(state): State<AppState>,
     User(actor): User,
-    headers: HeaderMap,
     Path(study_uid): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let mut q = parse_qido(&raw)?;
     q.study_uid = Some(uid(&study_uid)?);
-    instances_response(&state, &actor, &headers, q).await
+    instances_response(&state, &actor, q).await
 }
 
 /// QIDO-RS `GET /dicomweb/studies/{study}/series/{series}/instances`.
 async fn series_instances(
     State(state): State<AppState>,
     User(actor): User,
-    headers: HeaderMap,
     Path((study_uid, series_uid)): Path<(String, String)>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let mut q = parse_qido(&raw)?;
     q.study_uid = Some(uid(&study_uid)?);
     q.series_uid = Some(uid(&series_uid)?);
-    instances_response(&state, &actor, &headers, q).await
+    instances_response(&state, &actor, q).await
 }
 
 // ---------------------------------------------------------------- WADO-RS
@@ -859,7 +830,7 @@ async fn stow(
         let key = interop::spool::study_key(&study_uid);
         let paths: Vec<PathBuf> = group.iter().map(|(p, _)| p.clone()).collect();
         let received =
-            crate::dicom::receive_study(&state.db, &img, &actor, "STOW-RS", &key, &paths).await;
+            crate::dicom::receive_study(&state.db, &img, &actor, STOW_ORIGIN, &key, &paths).await;
         let (case_id, outcome) = match received {
             Ok(x) => x,
             Err(e) => {
@@ -870,12 +841,11 @@ async fn stow(
                 continue;
             }
         };
-        let refused: std::collections::HashSet<String> =
-            outcome.rejected.iter().map(|r| r.file.clone()).collect();
         for (i, (_, f)) in group.iter().enumerate() {
-            // The name receive_study gave the file is its index in the group.
-            let name = format!("STOW-RS-{:05}.dcm", i + 1);
-            if refused.iter().any(|r| r.starts_with(&name)) {
+            // Refusals name the file as receive_study named it (an archive
+            // member as "<name>/<member>").
+            let name = crate::dicom::source_name(STOW_ORIGIN, i);
+            if outcome.rejected.iter().any(|r| r.file.starts_with(&name)) {
                 failed.push(sop_ref(f, 0xA900));
             } else {
                 stored.push(sop_ref(f, 0));

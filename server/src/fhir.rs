@@ -281,14 +281,6 @@ pub async fn search_reports(
     }
 }
 
-fn header_text(h: &Value, tag: &str) -> Option<String> {
-    h.get(tag)?
-        .get("Value")?
-        .get(0)?
-        .as_str()
-        .map(str::to_owned)
-}
-
 fn dicom_modality(code: &str) -> Value {
     json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": code})
 }
@@ -327,7 +319,7 @@ pub async fn imaging_study(
                 .iter()
                 .filter_map(|i| {
                     let h: Value = serde_json::from_str(&i.header).unwrap_or_default();
-                    let class = header_text(&h, "00080016")?;
+                    let class = crate::images::header_text(&h, "00080016")?;
                     let mut x = json!({
                         "uid": i.sop_uid,
                         "sopClass": {"system": "urn:ietf:rfc:3986", "code": format!("urn:oid:{class}")},
@@ -395,12 +387,7 @@ pub async fn imaging_study(
 }
 
 fn observation_resource(f: &FindingDto, patient_ref: &str) -> Value {
-    let demo = reporting::ModelUse {
-        model: f.model.clone(),
-        model_version: f.model_version.clone(),
-        intended_use: f.intended_use.clone(),
-    }
-    .is_demo();
+    let demo = crate::reports::is_demo(f);
     let (status, present, note) = match &f.review {
         None => (
             "preliminary",

@@ -250,6 +250,17 @@ pub async fn ingest_and_record(
     Ok(outcome)
 }
 
+/// The first value of `tag` (e.g. `"00080016"`) in a stored header (DICOM
+/// JSON, PS3.18 F.2), when it is a string.
+pub(crate) fn header_text(header: &serde_json::Value, tag: &str) -> Option<String> {
+    header
+        .get(tag)?
+        .get("Value")?
+        .get(0)?
+        .as_str()
+        .map(str::to_owned)
+}
+
 fn kind_str(k: InstanceKind) -> &'static str {
     match k {
         InstanceKind::Dicom => "dicom",

@@ -164,6 +164,17 @@ pub async fn report_pdf(
         .into_response())
 }
 
+/// A finding made by a demonstration model (trained on synthetic
+/// phantoms), which every output must say.
+pub(crate) fn is_demo(f: &app::pipeline::FindingDto) -> bool {
+    reporting::ModelUse {
+        model: f.model.clone(),
+        model_version: f.model_version.clone(),
+        intended_use: f.intended_use.clone(),
+    }
+    .is_demo()
+}
+
 /// Most key images a PDF carries (four fit two pages).
 const MAX_KEY_IMAGES: usize = 4;
 
@@ -301,12 +312,7 @@ async fn document(
             .iter()
             .any(|m| m.name == f.model && m.version == f.model_version)
         {
-            let demo = reporting::ModelUse {
-                model: f.model.clone(),
-                model_version: f.model_version.clone(),
-                intended_use: f.intended_use.clone(),
-            }
-            .is_demo();
+            let demo = is_demo(f);
             models.push(pdf::ModelInfo {
                 name: f.model.clone(),
                 version: f.model_version.clone(),

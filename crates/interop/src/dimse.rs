@@ -195,6 +195,18 @@ pub fn echo_request(message_id: u16) -> Result<Vec<u8>> {
     ]))
 }
 
+/// One P-DATA-TF PDU carrying a whole command set.
+pub fn command_pdu(presentation_context_id: u8, command: Vec<u8>) -> dicom_ul::Pdu {
+    dicom_ul::Pdu::PData {
+        data: vec![dicom_ul::pdu::PDataValue {
+            presentation_context_id,
+            value_type: dicom_ul::pdu::PDataValueType::Command,
+            is_last: true,
+            data: command,
+        }],
+    }
+}
+
 /// The Status of a response command set.
 pub fn response_status(bytes: &[u8]) -> Result<u16> {
     u16_of(&decode(bytes)?, tags::STATUS, "Status")

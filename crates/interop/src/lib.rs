@@ -36,6 +36,32 @@ pub enum InteropError {
 
 pub type Result<T, E = InteropError> = std::result::Result<T, E>;
 
+/// A DICOM UID (PS3.5 §9.1): digits and dots, at most 64 characters.
+pub fn valid_uid(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// Writes a data set MedVision made as a Part 10 file in Explicit VR
+/// Little Endian, with this implementation's file meta.
+pub fn write_part10(
+    obj: dicom_object::InMemDicomObject,
+    sop_class: &str,
+    sop_instance: &str,
+    path: &std::path::Path,
+) -> Result<()> {
+    let meta = dicom_object::FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(sop_class)
+        .media_storage_sop_instance_uid(sop_instance)
+        .transfer_syntax("1.2.840.10008.1.2.1")
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
+        .build()
+        .map_err(|e| InteropError::Invalid(format!("file meta: {e}")))?;
+    obj.with_exact_meta(meta)
+        .write_to_file(path)
+        .map_err(|e| InteropError::Io(std::io::Error::other(e.to_string())))
+}
+
 /// This implementation's identity in file meta groups and associations
 /// (a UUID-derived root, PS3.5 §B.2).
 pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.207417631806155395476829146712548720613";

@@ -2,10 +2,10 @@
 //! heatmap or mask overlay burned in, marked as derived, so the PACS shows
 //! where the model looked beside the original series.
 
-use crate::{InteropError, Result, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
+use crate::{InteropError, Result};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::InMemDicomObject;
 use std::path::Path;
 
 pub const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
@@ -55,10 +55,7 @@ impl KeyImage {
             &self.series_instance_uid,
             &self.study_uid,
         ] {
-            if uid.is_empty()
-                || uid.len() > 64
-                || !uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            {
+            if !crate::valid_uid(uid) {
                 return Err(InteropError::Invalid("invalid UID".into()));
             }
         }
@@ -149,18 +146,12 @@ impl KeyImage {
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        let obj = self.to_object()?;
-        let meta = FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid(SECONDARY_CAPTURE)
-            .media_storage_sop_instance_uid(self.sop_instance_uid.clone())
-            .transfer_syntax("1.2.840.10008.1.2.1")
-            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-            .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
-            .build()
-            .map_err(|e| InteropError::Invalid(format!("file meta: {e}")))?;
-        obj.with_exact_meta(meta)
-            .write_to_file(path)
-            .map_err(|e| InteropError::Io(std::io::Error::other(e.to_string())))
+        crate::write_part10(
+            self.to_object()?,
+            SECONDARY_CAPTURE,
+            &self.sop_instance_uid,
+            path,
+        )
     }
 }
 

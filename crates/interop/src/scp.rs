@@ -15,7 +15,7 @@ use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
 use dicom_ul::association::Association;
 use dicom_ul::pdu::{
     AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
-    AssociationRJServiceUserReason, AssociationRJSource, PDataValue, PDataValueType,
+    AssociationRJServiceUserReason, AssociationRJSource, PDataValueType,
     PresentationContextResultReason, UserIdentity,
 };
 use dicom_ul::Pdu;
@@ -357,14 +357,7 @@ async fn send_command(
     bytes: Vec<u8>,
 ) -> Result<()> {
     assoc
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: pc,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: bytes,
-            }],
-        })
+        .send(&dimse::command_pdu(pc, bytes))
         .await
         .map_err(|e| InteropError::Protocol(e.to_string()))
 }

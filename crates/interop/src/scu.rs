@@ -7,7 +7,7 @@ use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::open_file;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
-use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use dicom_ul::pdu::{PDataValueType, PresentationContextResultReason};
 use dicom_ul::Pdu;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,14 +63,7 @@ async fn exchange(
 ) -> Result<u16> {
     let proto = |e: dicom_ul::association::Error| InteropError::Protocol(e.to_string());
     assoc
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: pc,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: command,
-            }],
-        })
+        .send(&dimse::command_pdu(pc, command))
         .await
         .map_err(proto)?;
     if let Some(data) = dataset {

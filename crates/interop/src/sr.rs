@@ -14,11 +14,11 @@
 //! The source images are referenced by UID in the Current Requested
 //! Procedure Evidence Sequence.
 
-use crate::{InteropError, Result, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
+use crate::{InteropError, Result};
 use dicom_core::value::DataSetSequence;
 use dicom_core::{dicom_value, DataElement, Length, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::InMemDicomObject;
 use std::path::Path;
 
 pub const COMPREHENSIVE_SR: &str = "1.2.840.10008.5.1.4.1.1.88.33";
@@ -147,10 +147,7 @@ impl SrDocument {
             ("Series Instance UID", &self.series_instance_uid),
             ("Study Instance UID", &self.study_uid),
         ] {
-            let ok = !uid.is_empty()
-                && uid.len() <= 64
-                && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-            if !ok {
+            if !crate::valid_uid(uid) {
                 return Err(InteropError::Invalid(format!("invalid {what}")));
             }
         }
@@ -346,17 +343,11 @@ impl SrDocument {
 
     /// Writes the document as a Part 10 file (Explicit VR Little Endian).
     pub fn write(&self, path: &Path) -> Result<()> {
-        let obj = self.to_object()?;
-        let meta = FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid(COMPREHENSIVE_SR)
-            .media_storage_sop_instance_uid(self.sop_instance_uid.clone())
-            .transfer_syntax("1.2.840.10008.1.2.1")
-            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-            .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
-            .build()
-            .map_err(|e| InteropError::Invalid(format!("file meta: {e}")))?;
-        obj.with_exact_meta(meta)
-            .write_to_file(path)
-            .map_err(|e| InteropError::Io(std::io::Error::other(e.to_string())))
+        crate::write_part10(
+            self.to_object()?,
+            COMPREHENSIVE_SR,
+            &self.sop_instance_uid,
+            path,
+        )
     }
 }

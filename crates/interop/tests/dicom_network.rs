@@ -434,16 +434,16 @@ async fn hostile_peers_are_dropped_and_the_node_keeps_serving_others() {
     assert_eq!(rj[8], 3, "service provider (presentation)");
     assert_eq!(rj[9], 2, "local limit exceeded");
     // The silent peers time out after 2 s and free their slots.
-    let served = guard(async {
+    // (The guard fails the test if the node never serves again.)
+    guard(async {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             if echo().await.status.success() {
-                break true;
+                break;
             }
         }
     })
     .await;
-    assert!(served);
 }
 
 fn sr_doc(series: Vec<SeriesRef>) -> SrDocument {
