@@ -107,6 +107,40 @@ pub mod ssr {
             self
         }
 
+        /// `{"before": …, "after": …, "changed": [fields]}` with the values
+        /// of `redact` replaced: the audit log is read by administrators,
+        /// who must learn that a patient field changed, never what it says.
+        pub fn change_redacted<B: serde::Serialize, A: serde::Serialize>(
+            self,
+            before: &B,
+            after: &A,
+            redact: &[&str],
+        ) -> Self {
+            let mut b = serde_json::to_value(before).unwrap_or_default();
+            let mut a = serde_json::to_value(after).unwrap_or_default();
+            let mut changed: Vec<String> = Vec::new();
+            if let Some(ao) = a.as_object() {
+                for (k, v) in ao {
+                    if b.get(k) != Some(v) {
+                        changed.push(k.clone());
+                    }
+                }
+            }
+            changed.sort();
+            for v in [&mut b, &mut a] {
+                if let Some(o) = v.as_object_mut() {
+                    for f in redact {
+                        if let Some(x) = o.get_mut(*f) {
+                            if !x.is_null() {
+                                *x = serde_json::Value::String("[redacted]".into());
+                            }
+                        }
+                    }
+                }
+            }
+            self.details(serde_json::json!({ "before": b, "after": a, "changed": changed }))
+        }
+
         /// `{"before": …, "after": …}`.
         pub fn change<B: serde::Serialize, A: serde::Serialize>(
             self,

@@ -748,11 +748,10 @@ pub fn ProfilePage() -> impl IntoView {
                 <input name="name" placeholder="Token name" maxlength="80"/>
                 <button type="submit">"Create token"</button>
             </ActionForm>
-            {move || match new_token.get() {
-                Some(Ok(secret)) => view! { <p class="notice">"New token (copy it now): " <code class="token">{secret}</code></p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                None => ().into_any(),
-            }}
+            {move || new_token.get().map(|r| match r {
+                Ok(secret) => view! { <p class="notice">"New token (copy it now): " <code class="token">{secret}</code></p> }.into_any(),
+                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+            })}
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || tokens.get().map(|r| match r {
                     Ok(list) if list.is_empty() => view! { <p class="muted">"No tokens."</p> }.into_any(),

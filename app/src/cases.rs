@@ -150,6 +150,10 @@ pub mod ssr {
     };
     use std::collections::HashMap;
 
+    /// Case fields that identify or describe the patient: the audit log
+    /// records that they changed, not their values.
+    const PATIENT_FIELDS: &[&str] = &["patient_ref", "age", "sex", "history"];
+
     /// The cases an actor may see. **Every** query for a case or anything
     /// under it starts here: same organisation always; radiologists read the
     /// whole organisation's worklist; everyone else only cases they own or
@@ -328,7 +332,11 @@ pub mod ssr {
         let dto = to_dto(m, actor.name.clone())?;
         append(
             &txn,
-            Entry::by(actor, "case.create", "case", dto.id).change(&serde_json::Value::Null, &dto),
+            Entry::by(actor, "case.create", "case", dto.id).change_redacted(
+                &serde_json::Value::Null,
+                &dto,
+                PATIENT_FIELDS,
+            ),
         )
         .await?;
         txn.commit().await?;
@@ -616,7 +624,7 @@ pub mod ssr {
         };
         append(
             &txn,
-            Entry::by(actor, action, "case", id).change(&before, &after),
+            Entry::by(actor, action, "case", id).change_redacted(&before, &after, PATIENT_FIELDS),
         )
         .await?;
         txn.commit().await?;
@@ -1041,6 +1049,18 @@ pub fn EditCasePage() -> impl IntoView {
     }
 }
 
+/// The case page, made anew when the route's case changes (a link from
+/// one case to another keeps the route, so it would otherwise keep the
+/// first case's panels).
+#[component]
+pub fn CaseRoute() -> impl IntoView {
+    let id = case_id();
+    move || {
+        id.track();
+        view! { <CaseDetailPage/> }
+    }
+}
+
 #[component]
 pub fn CaseDetailPage() -> impl IntoView {
     let id = case_id();
@@ -1053,6 +1073,26 @@ pub fn CaseDetailPage() -> impl IntoView {
     let colleagues = Resource::new(|| (), |_| list_colleagues());
     let add_value = add.value();
     let status_value = status.value();
+    // Both read inside a Suspense or Transition, so they wait for the case.
+    let readable = move || case.get().is_some_and(|r| r.is_ok());
+    let closed = move || {
+        case.get()
+            .and_then(|r| r.ok())
+            .is_some_and(|d| d.case.status == CaseStatus::Closed)
+    };
+    // The panels (and so their resources) are created now, before the
+    // case's Suspense: the server renders a Suspense's children more than
+    // once and only after its own tree is built, the browser once and in
+    // document order, so resources created inside or after it got other
+    // ids on each side and a page loaded directly failed to hydrate.
+    // `CaseRoute` re-creates the page when the route's case changes.
+    let panels = id.get_untracked().parse::<Uuid>().ok().map(|cid| {
+        view! {
+            <crate::pipeline::AnalysisPanel case_id=cid/>
+            <crate::chat::ChatPanel case_id=cid/>
+            <crate::images::ImagesPanel case_id=cid can_upload=Signal::derive(move || !closed())/>
+        }
+    });
     view! {
         <Suspense fallback=|| view! { <p>"Loading case…"</p> }>
             {move || case.get().map(|r| match r {
@@ -1104,25 +1144,24 @@ pub fn CaseDetailPage() -> impl IntoView {
                                     <ActionForm action=add attr:class="form inline">
                                         <CsrfField/>
                                         <input type="hidden" name="id" value=c.id.to_string()/>
-                                        // The Transition wraps the whole <select>: inside
-                                        // one, its markers are dropped by the HTML parser
-                                        // and hydration of a reloaded page fails.
-                                        <Transition fallback=|| view! { <select name="user_id" required disabled><option value="">"Add a colleague…"</option></select> }>
-                                            {
-                                                let member_ids = member_ids.clone();
-                                                move || colleagues.get().and_then(|r| r.ok()).map(|list| {
-                                                    let options = list.into_iter().filter(|m| !member_ids.contains(&m.user_id)).map(|m| view! {
-                                                        <option value=m.user_id.to_string()>{m.name.clone()}" ("{m.role.label()}")"</option>
-                                                    }).collect_view();
-                                                    view! {
-                                                        <select name="user_id" required>
-                                                            <option value="">"Add a colleague…"</option>
-                                                            {options}
-                                                        </select>
-                                                    }
-                                                })
+                                        // Read in the case's own Suspense (which waits for
+                                        // it): a nested Transition here hydrated as its
+                                        // fallback on a page loaded directly.
+                                        {
+                                            let member_ids = member_ids.clone();
+                                            move || {
+                                                let list = colleagues.get().and_then(|r| r.ok()).unwrap_or_default();
+                                                let options = list.into_iter().filter(|m| !member_ids.contains(&m.user_id)).map(|m| view! {
+                                                    <option value=m.user_id.to_string()>{m.name.clone()}" ("{m.role.label()}")"</option>
+                                                }).collect_view();
+                                                view! {
+                                                    <select name="user_id" required>
+                                                        <option value="">"Add a colleague…"</option>
+                                                        {options}
+                                                    </select>
+                                                }
                                             }
-                                        </Transition>
+                                        }
                                         <button type="submit">"Add"</button>
                                     </ActionForm>
                                     <FieldErr value=add_value name="user_id"/>
@@ -1130,12 +1169,14 @@ pub fn CaseDetailPage() -> impl IntoView {
                                 }
                             })}
                         </section>
-                        <crate::pipeline::AnalysisPanel case_id=c.id/>
-                        <crate::chat::ChatPanel case_id=c.id/>
-                        <crate::images::ImagesPanel case_id=c.id can_upload=!closed/>
                     }.into_any()
                 }
             })}
+        </Suspense>
+        // Hidden while the case is unknown or not readable (their requests
+        // are refused the same way; this only keeps the page tidy).
+        <Suspense fallback=|| ()>
+            <div class="case-panels" hidden=move || !readable()>{panels}</div>
         </Suspense>
     }
 }

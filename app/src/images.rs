@@ -499,7 +499,7 @@ const PRESETS: &[(&str, &str, f64, f64)] = &[
 
 /// The images of a case: upload, studies with their metadata, viewer.
 #[component]
-pub fn ImagesPanel(case_id: Uuid, can_upload: bool) -> impl IntoView {
+pub fn ImagesPanel(case_id: Uuid, #[prop(into)] can_upload: Signal<bool>) -> impl IntoView {
     let uploads = RwSignal::new(0u32);
     let studies = Resource::new(
         move || uploads.get(),
@@ -509,7 +509,11 @@ pub fn ImagesPanel(case_id: Uuid, can_upload: bool) -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Images"</h2>
-            {can_upload.then(|| view! { <Uploader case_id on_done=move || uploads.update(|n| *n += 1)/> })}
+            <Transition fallback=|| ()>
+                <Show when=move || can_upload.get()>
+                    <Uploader case_id on_done=move || uploads.update(|n| *n += 1)/>
+                </Show>
+            </Transition>
             <Transition fallback=|| view! { <p>"Loading images…"</p> }>
                 {move || studies.get().map(|r| match r {
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
@@ -557,15 +561,15 @@ fn StudyList(studies: Vec<StudyDto>, selected: RwSignal<Option<(Uuid, Uuid)>>) -
                                     let deid = se.deid.clone();
                                     view! {
                                         <tr class:active=move || selected.get() == Some((study_id, series_id))>
-                                            <td>{se.number.map(|n| n.to_string()).unwrap_or_default()}</td>
+                                            <td>{se.number.map(|n| n.to_string())}</td>
                                             <td>{se.description.clone().unwrap_or_else(|| se.kind.to_uppercase())}
                                                 {se.burned_in.then(|| view! { " " <span class="badge badge-warn" title="The image has burned-in annotation; patient details may be visible in the pixels.">"burned-in text"</span> })}</td>
                                             <td>{se.modality.clone()}</td>
-                                            <td>{se.body_part.clone().unwrap_or_default()}</td>
+                                            <td>{se.body_part.clone().filter(|b| !b.is_empty())}</td>
                                             <td>{format!("{} × {}", se.columns, se.rows)}</td>
                                             <td>{se.instances}" ("{se.frames}" frames)"</td>
                                             <td>{spacing_text(&se)}</td>
-                                            <td class="mono">{se.transfer_syntax.clone().unwrap_or_default()}</td>
+                                            <td class="mono">{se.transfer_syntax.clone().filter(|t| !t.is_empty())}</td>
                                             <td><button type="button" on:click=move |_| selected.set(Some((study_id, series_id)))>"View"</button></td>
                                         </tr>
                                         <tr class="deid-row">

@@ -29,6 +29,8 @@ use leptos_router::{path, SsrMode};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    ssr::content_security_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -65,7 +67,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/profile") view=auth::ProfilePage/>
                     <Route path=path!("/cases") view=cases::CaseListPage/>
                     <Route path=path!("/cases/new") view=cases::NewCasePage/>
-                    <Route path=path!("/cases/:id") view=cases::CaseDetailPage ssr=SsrMode::Async/>
+                    <Route path=path!("/cases/:id") view=cases::CaseRoute ssr=SsrMode::Async/>
                     <Route path=path!("/cases/:id/edit") view=cases::EditCasePage ssr=SsrMode::Async/>
                     <Route path=path!("/batches/:id") view=pipeline::BatchPage ssr=SsrMode::Async/>
                     <Route path=path!("/notifications") view=chat::NotificationsPage/>

@@ -789,6 +789,16 @@ fn live(url: String, tick: RwSignal<u32>) {
     let _ = (url, tick);
 }
 
+/// "CT Head routine": one text node, never an empty one (an empty text
+/// node does not exist in the parsed HTML, and hydration then misses it).
+fn study_label(modality: Option<&str>, description: Option<&str>) -> String {
+    let s = format!("{} {}", modality.unwrap_or(""), description.unwrap_or(""));
+    match s.trim() {
+        "" => "—".to_owned(),
+        t => t.to_owned(),
+    }
+}
+
 fn state_badge(state: &str) -> impl IntoView {
     view! { <span class=format!("status job-{state}")>{state.to_owned()}</span> }
 }
@@ -909,13 +919,13 @@ pub fn AnalysisPanel(case_id: Uuid) -> impl IntoView {
                             <tbody>
                                 {list.into_iter().map(|j| view! {
                                     <tr data-job=j.id.to_string() data-state=j.state.clone()>
-                                        <td>{j.modality.clone().unwrap_or_default()}" "{j.description.clone().unwrap_or_default()}</td>
+                                        <td>{study_label(j.modality.as_deref(), j.description.as_deref())}</td>
                                         <td>{state_badge(&j.state)}</td>
                                         <td><Stages stage=j.stage.clone() state=j.state.clone()/></td>
                                         <td>
                                             {j.error.clone().map(|e| view! { <span class="error">{format!("Failed while {}: {e}", j.stage)}</span> })}
                                             {j.note.clone().map(|n| view! { <span class="muted">{n}</span> })}
-                                            {j.batch_id.map(|b| view! { " " <a href=format!("/batches/{b}")>"batch"</a> })}
+                                            {j.batch_id.map(|b| view! { <a class="batch-link" href=format!("/batches/{b}")>"batch"</a> })}
                                         </td>
                                     </tr>
                                 }).collect_view()}
@@ -1050,7 +1060,7 @@ pub fn BatchPage() -> impl IntoView {
                                 <tbody>
                                     {b.jobs.clone().into_iter().map(|j| view! {
                                         <tr data-state=j.state.clone()>
-                                            <td>{j.modality.clone().unwrap_or_default()}" "{j.description.clone().unwrap_or_default()}</td>
+                                            <td>{study_label(j.modality.as_deref(), j.description.as_deref())}</td>
                                             <td>{state_badge(&j.state)}</td>
                                             <td><Stages stage=j.stage.clone() state=j.state.clone()/></td>
                                             <td>{j.error.clone().map(|e| view! { <span class="error">{format!("Failed while {}: {e}", j.stage)}</span> })}

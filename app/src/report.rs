@@ -643,7 +643,9 @@ pub fn ReportPanel(case_id: Uuid, tick: RwSignal<u32>) -> impl IntoView {
         <Transition fallback=|| ()>
             {move || report.get().map(|r| match r {
                 Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                Ok(None) => ().into_any(),
+                // An element, not `()`: an empty AnyView renders a comment on
+                // the server that hydration then trips over.
+                Ok(None) => view! { <div class="no-report" hidden></div> }.into_any(),
                 Ok(Some(r)) => view! {
                     <ReportView r=r.clone()/>
                     <ReportActions r case_id reader=reader() save sign addendum/>

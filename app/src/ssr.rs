@@ -64,6 +64,8 @@ impl FromRef<AppState> for LeptosOptions {
 pub struct AuthPolicy {
     per_account: DefaultKeyedRateLimiter<String>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Upload requests per user (each may carry thousands of files).
+    uploads: DefaultKeyedRateLimiter<Uuid>,
     pub absolute_session: Duration,
     /// Read the client address from `X-Forwarded-For` (trusted proxy only).
     pub trust_forwarded_for: bool,
@@ -85,6 +87,7 @@ impl AuthPolicy {
         Self {
             per_account: RateLimiter::keyed(q(per_account_per_minute)),
             per_ip: RateLimiter::keyed(q(per_ip_per_minute)),
+            uploads: RateLimiter::keyed(q(30)),
             absolute_session,
             trust_forwarded_for: false,
             dummy_hash: crate::auth::ssr::hash_password_blocking(
@@ -127,10 +130,25 @@ impl AuthPolicy {
             .map_err(|_| AppError::RateLimited)
     }
 
+    /// Upload requests allowed per user per minute (default 30).
+    pub fn with_upload_limit(mut self, per_minute: u32) -> Self {
+        let n = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        self.uploads = RateLimiter::keyed(Quota::per_minute(n));
+        self
+    }
+
+    /// Spends one upload request of this user.
+    pub fn check_upload(&self, user: Uuid) -> Result<(), AppError> {
+        self.uploads
+            .check_key(&user)
+            .map_err(|_| AppError::RateLimited)
+    }
+
     /// Forgets old limiter keys so memory stays bounded.
     pub fn retain_recent(&self) {
         self.per_account.retain_recent();
         self.per_ip.retain_recent();
+        self.uploads.retain_recent();
     }
 }
 
@@ -205,6 +223,31 @@ pub fn require_role(role: Role) -> Result<Actor, AppError> {
 
 pub fn client_ip() -> Option<IpAddr> {
     parts().ok()?.extensions.get::<ClientIp>()?.0
+}
+
+/// The directives every response carries; a page adds its script nonce.
+/// `connect-src 'self'` covers the page's own websockets (CSP Level 3), so
+/// a script cannot send data to another host.
+/// Styles keep 'unsafe-inline': the viewer positions images with `style`
+/// attributes, and a style cannot run code.
+pub const CSP_BASE: &str = "default-src 'self'; img-src 'self' data: blob:; \
+     style-src 'self' 'unsafe-inline'; connect-src 'self'; object-src 'none'; \
+     frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+
+/// The page's Content-Security-Policy with this response's nonce: only the
+/// scripts Leptos writes itself (the hydration loader, streamed resources)
+/// run; an injected inline script does not.
+pub fn content_security_policy() {
+    let (Some(nonce), Some(res)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    let csp = format!("{CSP_BASE}; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'");
+    if let Ok(v) = http::HeaderValue::from_str(&csp) {
+        res.insert_header(http::header::CONTENT_SECURITY_POLICY, v);
+    }
 }
 
 /// Sets the HTTP status of a failing server function (and of the page that

@@ -36,6 +36,19 @@ pub fn csrf_token() -> String {
     }
 }
 
+/// Marks the document once hydration has finished (`<html data-hydrated>`):
+/// browser tests wait for it before they click, and a page whose hydration
+/// failed never gets it.
+#[cfg(feature = "hydrate")]
+pub fn mark_hydrated() {
+    if let Some(root) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.document_element())
+    {
+        let _ = root.set_attribute("data-hydrated", "");
+    }
+}
+
 /// Hidden form field carrying the CSRF token; every state-changing form has one.
 #[component]
 pub fn CsrfField() -> impl IntoView {

@@ -8,4 +8,5 @@
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(app::App);
+    app::ui::mark_hydrated();
 }

@@ -51,6 +51,26 @@ pub enum Command {
     Dicom(DicomCmd),
     /// Apply database migrations and exit.
     Migrate,
+    /// Back up the database, stored images, evidence index, model packs and
+    /// de-identification key into a new folder, with a checksummed manifest.
+    /// Safe while the server runs.
+    Backup {
+        /// The folder to create (must not exist or be empty).
+        dir: PathBuf,
+    },
+    /// Restore a backup into this configuration's data directory and
+    /// database, which must be fresh; checks every checksum first and the
+    /// restored data after.
+    Restore {
+        /// A folder written by `medvision backup`.
+        dir: PathBuf,
+        /// Only check the backup's checksums; change nothing.
+        #[arg(long)]
+        verify_only: bool,
+    },
+    /// Stored images and artefacts: encryption at rest.
+    #[command(subcommand)]
+    Blobs(BlobsCmd),
     /// Organisations (tenants).
     #[command(subcommand)]
     Org(OrgCmd),
@@ -87,6 +107,17 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BlobsCmd {
+    /// Seal every stored object with the current `encryption_key`:
+    /// encrypts objects stored before encryption was on and re-wraps those
+    /// sealed with a previous key. Run after setting or rotating the key.
+    Rewrap,
+    /// Read back and authenticate every stored object; exits non-zero when
+    /// any cannot be read.
+    Verify,
 }
 
 // Parsed once per process: the size of the largest variant costs nothing.
@@ -275,6 +306,67 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Models(cmd) => crate::models::command(&settings, cmd),
+        Command::Backup { dir } => {
+            let db = crate::db::connect(&settings).await?;
+            crate::db::migrate(&db).await?;
+            let m = crate::backup::backup(&settings, &db.conn, &dir).await?;
+            println!(
+                "backup written to {}: {} database, {} cases, {} stored files, {} files in all",
+                dir.display(),
+                m.database,
+                m.rows.get("cases").copied().unwrap_or(0),
+                m.blobs.len(),
+                m.files.len()
+            );
+            Ok(())
+        }
+        Command::Restore { dir, verify_only } => {
+            if verify_only {
+                let m = crate::backup::verify(&dir)?;
+                println!(
+                    "backup {} is intact: {} files match their checksums",
+                    dir.display(),
+                    m.files.len()
+                );
+                return Ok(());
+            }
+            let r = crate::backup::restore(&settings, &dir).await?;
+            println!(
+                "restored {}: {} cases, {} instances, {} reports, {} stored files; consistency check passed",
+                dir.display(),
+                r.rows.get("cases").copied().unwrap_or(0),
+                r.rows.get("instances").copied().unwrap_or(0),
+                r.rows.get("reports").copied().unwrap_or(0),
+                r.blobs
+            );
+            Ok(())
+        }
+        Command::Blobs(cmd) => {
+            let blobs = crate::blobs::Blobs::from_settings(&settings)?;
+            match cmd {
+                BlobsCmd::Rewrap => {
+                    let r = blobs.rewrap().await?;
+                    println!(
+                        "{} objects: {} encrypted, {} re-wrapped with the current key, {} already current",
+                        r.objects,
+                        r.sealed,
+                        r.rewrapped,
+                        r.objects - r.sealed - r.rewrapped
+                    );
+                }
+                BlobsCmd::Verify => {
+                    let (n, bad) = blobs.verify().await?;
+                    if !bad.is_empty() {
+                        bail!(
+                            "{} of {n} stored objects could not be read or authenticated",
+                            bad.len()
+                        );
+                    }
+                    println!("{n} stored objects read and authenticated");
+                }
+            }
+            Ok(())
+        }
         Command::Corpus(cmd) => crate::corpus::command(&settings, cmd).await,
         Command::Import {
             paths,
@@ -548,8 +640,28 @@ async fn follow_batch(
 /// `medvision worker`: workers without the web server, until SIGTERM.
 async fn worker(settings: &Settings, db: sea_orm::DatabaseConnection) -> anyhow::Result<()> {
     let hub = std::sync::Arc::new(crate::pipeline::events::Hub::default());
-    let blobs = crate::blobs::Blobs::open(&settings.data_dir, settings.storage_url.as_deref())?;
-    let svc = std::sync::Arc::new(crate::pipeline::Services::new(db, blobs, settings, hub)?);
+    let blobs = crate::blobs::Blobs::from_settings(settings)?;
+    let svc = std::sync::Arc::new(crate::pipeline::Services::new(
+        db.clone(),
+        blobs,
+        settings,
+        hub,
+    )?);
+    if let Some(addr) = settings.metrics_addr {
+        let scrape = crate::telemetry::Scrape {
+            handle: crate::telemetry::install(),
+            db,
+            pipeline: Some(svc.clone()),
+        };
+        crate::telemetry::serve(addr, scrape).await?;
+    }
+    let sweeper = svc.blobs.encrypted().then(|| {
+        tokio::spawn(crate::blobs::sweep_cache(
+            crate::blobs::cache_dirs(&svc.cache_dir),
+            std::time::Duration::from_secs(3600),
+            std::time::Duration::from_secs(600),
+        ))
+    });
     let workers = crate::pipeline::Workers::start(svc);
     println!(
         "worker {} running {} job(s) at a time",
@@ -557,6 +669,9 @@ async fn worker(settings: &Settings, db: sea_orm::DatabaseConnection) -> anyhow:
     );
     crate::shutdown_signal().await;
     workers.shutdown().await;
+    if let Some(s) = sweeper {
+        s.abort();
+    }
     Ok(())
 }
 
@@ -722,6 +837,9 @@ async fn admin_command(db: &sea_orm::DatabaseConnection, cmd: Command) -> anyhow
         | Command::Scp { .. }
         | Command::Dicom(DicomCmd::Echo { .. })
         | Command::Migrate
+        | Command::Backup { .. }
+        | Command::Restore { .. }
+        | Command::Blobs(_)
         | Command::Import { .. }
         | Command::Models(_)
         | Command::Corpus(_)

@@ -737,6 +737,7 @@ async fn stow(
     User(actor): User,
     request: Request,
 ) -> Result<Response, AppError> {
+    state.auth.check_upload(actor.user_id)?;
     let ct = request
         .headers()
         .get(header::CONTENT_TYPE)

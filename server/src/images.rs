@@ -49,7 +49,7 @@ impl Imaging {
         hub: Arc<crate::pipeline::events::Hub>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            blobs: Blobs::open(&settings.data_dir, settings.storage_url.as_deref())?,
+            blobs: Blobs::from_settings(settings)?,
             ingest: settings.ingest_config()?,
             max_upload_bytes: settings.max_upload_bytes,
             tmp_dir: settings.data_dir.join("tmp"),
@@ -129,6 +129,7 @@ async fn upload(
     let case_id = id(&raw)?;
     // Unknown or foreign case: answer before reading a byte of the body.
     cases::find_visible(&state.db, &actor, case_id).await?;
+    state.auth.check_upload(actor.user_id)?;
     let mut multipart = multipart.map_err(|_| {
         AppError::BadRequest(
             "Send the files as multipart/form-data, each in a part named \"file\".".into(),

@@ -2,9 +2,13 @@
 //! `build(settings)` wires configuration, database, sessions and routes;
 //! `Application::run` serves until shutdown. `main.rs` only parses the CLI.
 
+// Leptos' view types nest deeply (the case page).
+#![recursion_limit = "256"]
+
 pub mod analytics;
 pub mod api;
 pub mod audit_api;
+pub mod backup;
 pub mod blobs;
 pub mod chat;
 pub mod cli;
@@ -20,25 +24,27 @@ pub mod middleware;
 pub mod models;
 pub mod pipeline;
 pub mod reports;
+pub mod seal;
+pub mod serve;
 pub mod settings;
+pub mod telemetry;
 
 use app::error::AppError;
 use app::ssr::{AppState, AuthPolicy};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect};
+use axum::response::Redirect;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use sea_orm::ConnectionTrait;
 use settings::Settings;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -54,8 +60,11 @@ pub struct Application {
     pub dicom: Option<dicom::DicomService>,
     pub outbox: Arc<dicom_results::Outbox>,
     embedded_workers: bool,
+    header_timeout: Duration,
     pub addr: SocketAddr,
     pub url: String,
+    /// Where `/metrics` is served, when `metrics_addr` is set.
+    pub metrics_addr: Option<SocketAddr>,
     sessions: db::DbSessionStore,
 }
 
@@ -84,7 +93,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         settings.login_per_account_per_minute,
         settings.login_per_ip_per_minute,
         Duration::from_secs(settings.session_absolute_hours * 3600),
-    );
+    )
+    .with_upload_limit(settings.upload_per_user_per_minute);
     auth.trust_forwarded_for = settings.trust_forwarded_for;
     let hub = Arc::new(pipeline::events::Hub::default());
     let state = AppState {
@@ -104,6 +114,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let router = router(&settings, state.clone(), database.sessions.clone())
         .layer(axum::Extension(imaging.clone()))
         .layer(axum::Extension(outbox.clone()))
+        .layer(axum::Extension(pipeline.clone()))
         .layer(axum::Extension(fhir::Base(
             url.trim_end_matches('/').to_owned(),
         )))
@@ -115,7 +126,22 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         ),
         None => None,
     };
+    let metrics_addr = match settings.metrics_addr {
+        Some(a) => Some(
+            telemetry::serve(
+                a,
+                telemetry::Scrape {
+                    handle: telemetry::install(),
+                    db: database.conn.clone(),
+                    pipeline: Some(pipeline.clone()),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
     Ok(Application {
+        metrics_addr,
         listener,
         router,
         state,
@@ -124,6 +150,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         dicom,
         outbox,
         embedded_workers: settings.embedded_workers,
+        header_timeout: Duration::from_secs(settings.header_timeout_secs.max(1)),
         addr,
         url,
         sessions: database.sessions,
@@ -152,7 +179,7 @@ fn router(settings: &Settings, state: AppState, sessions: db::DbSessionStore) ->
 
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(telemetry::readyz))
         .route("/logout", post(logout_form))
         .nest("/api/v1", api::router())
         .nest("/fhir", fhir::router())
@@ -164,8 +191,14 @@ fn router(settings: &Settings, state: AppState, sessions: db::DbSessionStore) ->
         .layer(axum::middleware::from_fn_with_state(state, middleware::authenticate))
         .layer(axum::Extension(middleware::BodyLimit(body_limit)))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+            settings.body_idle_timeout_secs.max(1),
+        )))
         .layer(session_layer)
-        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.secure_cookies(),
+            middleware::security_headers,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             // The span names the route, never the query string: searches can
@@ -180,23 +213,8 @@ fn router(settings: &Settings, state: AppState, sessions: db::DbSessionStore) ->
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %rid)
             }),
         )
+        .layer(axum::middleware::from_fn(telemetry::track))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.db.execute_unprepared("SELECT 1").await {
-        Ok(_) => (
-            StatusCode::OK,
-            Json(serde_json::json!({ "status": "ready", "database": "ok" })),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "readiness: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "unavailable", "database": "unreachable" })),
-            )
-        }
-    }
 }
 
 /// The header's sign-out form: ends the session and reloads the sign-in page.
@@ -238,26 +256,34 @@ impl Application {
             Duration::from_millis(self.pipeline.cfg.poll_ms),
         ));
         let outbox = tokio::spawn(self.outbox.clone().run(self.state.db.clone()));
+        let sweeper = self.imaging.blobs.encrypted().then(|| {
+            tokio::spawn(blobs::sweep_cache(
+                blobs::cache_dirs(&self.imaging.cache_dir),
+                Duration::from_secs(3600),
+                Duration::from_secs(600),
+            ))
+        });
         let workers = self
             .embedded_workers
             .then(|| pipeline::Workers::start(self.pipeline.clone()));
-        let r = axum::serve(
+        let hub = self.pipeline.hub.clone();
+        let r = serve::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown({
-            let hub = self.pipeline.hub.clone();
+            self.router,
+            self.header_timeout,
             async move {
                 shutdown.await;
                 hub.close();
-            }
-        })
+            },
+        )
         .await;
         cleanup.abort();
         limiter_gc.abort();
         watcher.abort();
         outbox.abort();
+        if let Some(s) = sweeper {
+            s.abort();
+        }
         if let Some(d) = self.dicom {
             d.shutdown().await;
         }

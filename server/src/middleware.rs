@@ -192,8 +192,9 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Headers every response carries.
-pub async fn security_headers(req: Request, next: Next) -> Response {
+/// Headers every response carries. `hsts`: the public URL is https, so
+/// browsers are told to use nothing else.
+pub async fn security_headers(State(hsts): State<bool>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(
@@ -205,12 +206,41 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    h.entry("content-security-policy")
-        .or_insert(HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; \
-         script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; connect-src 'self' ws: wss:; \
-         frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
-        ));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
+    if hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    // Pages and API answers hold patient data: no shared or disk cache
+    // keeps them (rendered images and the wasm set their own policy).
+    let dynamic = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.starts_with("text/html") || t.starts_with("application/json") || t.contains("+json")
+        });
+    if dynamic && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    // Pages set their own policy with a nonce; everything else (files,
+    // JSON, errors) runs no inline script at all.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "{}; script-src 'self' 'wasm-unsafe-eval'",
+            app::ssr::CSP_BASE
+        )) {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
     res
 }
 

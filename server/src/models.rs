@@ -20,7 +20,7 @@ pub fn command(settings: &Settings, cmd: ModelsCmd) -> anyhow::Result<()> {
     let dir = settings.models_dir();
     match cmd {
         ModelsCmd::List { json } => {
-            let reg = Registry::scan(&dir, candle_device())?;
+            let reg = Registry::scan(&dir, inference_device(&settings.inference_device))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reg.summaries())?);
             } else if reg.packs().is_empty() {
@@ -47,7 +47,7 @@ pub fn command(settings: &Settings, cmd: ModelsCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ModelsCmd::Verify => {
-            let reg = Registry::scan(&dir, candle_device())?;
+            let reg = Registry::scan(&dir, inference_device(&settings.inference_device))?;
             let mut failed = reg.broken().len();
             for (path, why) in reg.broken() {
                 eprintln!("FAIL {}: {why}", path.display());
@@ -121,8 +121,21 @@ pub fn command(settings: &Settings, cmd: ModelsCmd) -> anyhow::Result<()> {
     }
 }
 
-fn candle_device() -> candle_core::Device {
-    candle_core::Device::Cpu
+/// Where models run: the first NVIDIA GPU when the binary is built with
+/// the `cuda` feature and one is present (unless `inference_device` is
+/// `cpu`), else the CPU. A missing or broken GPU falls back to the CPU with
+/// a warning instead of stopping analysis.
+pub fn inference_device(setting: &str) -> candle_core::Device {
+    if setting.eq_ignore_ascii_case("cpu") {
+        return candle_core::Device::Cpu;
+    }
+    match candle_core::Device::cuda_if_available(0) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "the GPU could not be opened; models run on the CPU");
+            candle_core::Device::Cpu
+        }
+    }
 }
 
 pub struct ImportSpec<'a> {

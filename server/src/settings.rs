@@ -143,6 +143,26 @@ pub struct Settings {
     pub scp_timeout_secs: u64,
     /// This node's AE title when it sends (C-STORE SCU).
     pub scu_ae_title: String,
+    /// Serve Prometheus `/metrics` on this address (unset: no metrics
+    /// listener). Keep it on the operators' network.
+    pub metrics_addr: Option<SocketAddr>,
+    /// 64 hex digits: stored images and artefacts are encrypted at rest
+    /// with AES-256-GCM under this key (`MEDVISION_ENCRYPTION_KEY`).
+    #[serde(skip_serializing)]
+    pub encryption_key: Option<SecretString>,
+    /// Earlier keys, comma-separated, still accepted for reading until
+    /// `medvision blobs rewrap` has moved every object to the current key.
+    #[serde(skip_serializing)]
+    pub encryption_previous_keys: Option<SecretString>,
+    /// A client must send its request headers within this many seconds.
+    pub header_timeout_secs: u64,
+    /// A request body that sends nothing for this many seconds is cut off.
+    pub body_idle_timeout_secs: u64,
+    /// Image uploads (web, REST, STOW-RS requests) per user per minute.
+    pub upload_per_user_per_minute: u32,
+    /// `auto`: models run on the first NVIDIA GPU when the binary was built
+    /// with the `cuda` feature and one is present; `cpu`: always the CPU.
+    pub inference_device: String,
 }
 
 impl Default for Settings {
@@ -204,6 +224,13 @@ impl Default for Settings {
             scp_max_associations: 32,
             scp_timeout_secs: 60,
             scu_ae_title: "MEDVISION".into(),
+            metrics_addr: None,
+            encryption_key: None,
+            encryption_previous_keys: None,
+            header_timeout_secs: 30,
+            body_idle_timeout_secs: 60,
+            upload_per_user_per_minute: 30,
+            inference_device: "auto".into(),
         }
     }
 }
@@ -360,6 +387,20 @@ impl Settings {
             ..Default::default()
         };
         Ok(imaging::ingest::IngestConfig { limits, deid })
+    }
+
+    /// The blob encryption keys, when configured.
+    pub fn blob_keys(&self) -> Result<Option<crate::seal::Keys>, crate::seal::SealError> {
+        match &self.encryption_key {
+            None => Ok(None),
+            Some(k) => crate::seal::Keys::parse(
+                k.expose_secret(),
+                self.encryption_previous_keys
+                    .as_ref()
+                    .map(|p| p.expose_secret()),
+            )
+            .map(Some),
+        }
     }
 
     pub fn secure_cookies(&self) -> bool {

@@ -183,6 +183,17 @@ impl LoadedModel {
         &self.pack.manifest.version
     }
 
+    /// Where the model runs, for logs and metrics.
+    pub fn device_name(&self) -> &'static str {
+        if self.device.is_cuda() {
+            "cuda"
+        } else if self.device.is_metal() {
+            "metal"
+        } else {
+            "cpu"
+        }
+    }
+
     fn classifier(&self) -> Result<&dyn Classifier> {
         match &self.network {
             Network::Classifier(c) => Ok(c.as_ref()),

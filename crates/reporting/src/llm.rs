@@ -116,6 +116,21 @@ pub enum LlmError {
 }
 
 impl LlmError {
+    /// A short, bounded name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LlmError::Timeout => "timeout",
+            LlmError::Connect(_) => "connect",
+            LlmError::RateLimited(_) => "rate_limited",
+            LlmError::Server { .. } => "server",
+            LlmError::Rejected { .. } => "rejected",
+            LlmError::Network(_) => "network",
+            LlmError::Stream(_) => "stream",
+            LlmError::BadResponse(_) => "bad_response",
+            LlmError::Config(_) => "config",
+        }
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             LlmError::Timeout
@@ -380,11 +395,24 @@ impl LlmClient {
 
     /// One non-streaming chat completion.
     pub async fn chat(&self, prompt: &ChatPrompt) -> Result<Completion, LlmError> {
+        let start = std::time::Instant::now();
+        let r = self.chat_once(prompt).await;
+        record("complete", start, &r);
+        r
+    }
+
+    async fn chat_once(&self, prompt: &ChatPrompt) -> Result<Completion, LlmError> {
         let resp = self
             .client
             .chat()
             .create(self.request(prompt, false))
             .await?;
+        if let Some(u) = &resp.usage {
+            metrics::counter!("medvision_llm_tokens_total", "kind" => "prompt")
+                .increment(u64::from(u.prompt_tokens));
+            metrics::counter!("medvision_llm_tokens_total", "kind" => "completion")
+                .increment(u64::from(u.completion_tokens));
+        }
         let choice = resp
             .choices
             .into_iter()
@@ -435,6 +463,17 @@ impl LlmClient {
         prompt: &ChatPrompt,
         on_token: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<Completion, LlmError> {
+        let start = std::time::Instant::now();
+        let r = self.chat_streaming_once(prompt, on_token).await;
+        record("stream", start, &r);
+        r
+    }
+
+    async fn chat_streaming_once(
+        &self,
+        prompt: &ChatPrompt,
+        on_token: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Completion, LlmError> {
         let mut stream = self
             .client
             .chat()
@@ -467,6 +506,19 @@ impl LlmClient {
             finish_reason,
         })
     }
+}
+
+/// Latency and outcome of one call (tokens are counted where the endpoint
+/// reports usage: non-streaming responses).
+fn record<T>(mode: &'static str, start: std::time::Instant, r: &Result<T, LlmError>) {
+    metrics::histogram!("medvision_llm_request_seconds", "mode" => mode)
+        .record(start.elapsed().as_secs_f64());
+    let outcome = match r {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    metrics::counter!("medvision_llm_requests_total", "mode" => mode, "outcome" => outcome)
+        .increment(1);
 }
 
 fn finish_reason_name(r: &async_openai::types::chat::FinishReason) -> String {

@@ -106,7 +106,10 @@ fn run(
                 height: r.image.height,
             })
             .collect();
-        match model.classify(&planes) {
+        let start = std::time::Instant::now();
+        let result = model.classify(&planes);
+        crate::telemetry::inference(&model, "classify", batch.len(), start, result.is_ok());
+        match result {
             Ok(scores) => {
                 for (r, s) in batch.into_iter().zip(scores) {
                     let _ = r.reply.send(Ok(s));

@@ -72,6 +72,8 @@ pub struct Services {
     pub blobs: Blobs,
     pub cache_dir: PathBuf,
     pub models_dir: PathBuf,
+    /// `auto` (a GPU when built with `cuda` and present) or `cpu`.
+    pub inference_device: String,
     pub cfg: PipelineConfig,
     pub hub: Arc<Hub>,
     /// Writes draft reports: the LLM endpoint when configured, else the
@@ -104,6 +106,7 @@ impl Services {
             blobs,
             cache_dir: settings.data_dir.join("cache"),
             models_dir: settings.models_dir(),
+            inference_device: settings.inference_device.clone(),
             cfg: PipelineConfig::from_settings(settings),
             hub,
             drafter,
@@ -141,6 +144,12 @@ impl Services {
         Ok(opened)
     }
 
+    /// The evidence index if this process has opened it already (never
+    /// opens it: readiness must not wait for the embedding model).
+    pub async fn knowledge_if_open(&self) -> Option<Arc<Knowledge>> {
+        self.knowledge.try_lock().ok().and_then(|k| k.clone())
+    }
+
     /// The installed model packs, scanned once per process (a pack
     /// installed later is picked up by restarting the workers).
     pub fn registry(&self) -> Arc<Registry> {
@@ -148,11 +157,12 @@ impl Services {
         if let Some(reg) = r.as_ref() {
             return reg.clone();
         }
-        let reg = match Registry::scan(&self.models_dir, candle_core::Device::Cpu) {
+        let device = crate::models::inference_device(&self.inference_device);
+        let reg = match Registry::scan(&self.models_dir, device.clone()) {
             Ok(reg) => reg,
             Err(e) => {
                 tracing::warn!(error = %e, dir = %self.models_dir.display(), "no model packs could be read");
-                Registry::empty(candle_core::Device::Cpu)
+                Registry::empty(device)
             }
         };
         for (path, why) in reg.broken() {
@@ -392,6 +402,14 @@ pub async fn run_job(svc: &Services, worker: &str, j: job::Model) {
             .await
         }
     };
+    let label = match &outcome {
+        // Failed with attempts left: queued again after a backoff.
+        Ok(JobState::Queued) => "retried",
+        Ok(s) => s.as_str(),
+        Err(_) => "unrecorded",
+    };
+    metrics::counter!("medvision_jobs_total", "kind" => j.kind.clone(), "outcome" => label)
+        .increment(1);
     if let Err(e) = outcome {
         tracing::warn!(job = %id, error = %e, "pipeline: recording the job's end failed");
     }

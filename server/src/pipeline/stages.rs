@@ -373,12 +373,17 @@ impl<'a> Run<'a> {
     ) -> StageResult<Arc<inference::registry::Segmentation>> {
         let volume = self.volume().await?;
         let model = model.clone();
-        let seg = tokio::task::spawn_blocking(move || model.segment(&volume))
-            .await
-            .map_err(|_| StageError::Transient("the segmentation stopped".into()))?
-            .map_err(|e| {
-                StageError::Permanent(format!("the model could not segment the study: {e}"))
-            })?;
+        let seg = tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            let r = model.segment(&volume);
+            crate::telemetry::inference(&model, "segment", 1, start, r.is_ok());
+            r
+        })
+        .await
+        .map_err(|_| StageError::Transient("the segmentation stopped".into()))?
+        .map_err(|e| {
+            StageError::Permanent(format!("the model could not segment the study: {e}"))
+        })?;
         Ok(Arc::new(seg))
     }
 

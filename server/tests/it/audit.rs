@@ -107,6 +107,17 @@ async fn case_changes_are_audited_with_before_and_after(b: Backend) {
     let upd: serde_json::Value = serde_json::from_str(&rows[rows.len() - 2].details).unwrap();
     assert_eq!(upd["before"]["urgency"], "urgent");
     assert_eq!(upd["after"]["urgency"], "stat");
+    assert_eq!(upd["changed"], serde_json::json!(["updated_at", "urgency"]));
+    // Administrators read the log: it says that patient fields exist and
+    // changed, never what they say.
+    for row in &rows {
+        assert!(!row.details.contains("Audited"), "{}", row.details);
+        assert!(!row.details.contains("headache"), "{}", row.details);
+    }
+    let created: serde_json::Value = serde_json::from_str(&rows[rows.len() - 3].details).unwrap();
+    assert_eq!(created["after"]["patient_ref"], "[redacted]");
+    assert_eq!(created["after"]["history"], "[redacted]");
+    assert_eq!(created["after"]["modality"], "CT");
     assert_eq!(rows.last().unwrap().target_id.as_deref(), Some(id));
     let report = app::audit::ssr::verify(&app.db).await.unwrap();
     assert_eq!(report.first_broken, None);

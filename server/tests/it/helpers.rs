@@ -78,9 +78,14 @@ macro_rules! on_both {
 }
 
 pub struct TestApp {
+    /// The public URL (`public_url` when set, else the bound address).
     pub url: String,
+    /// Where the server listens.
+    pub addr: std::net::SocketAddr,
     /// The DICOM SCP's port, when `scp_port` was set.
     pub dicom_port: Option<u16>,
+    /// Where `/metrics` is served, when `metrics_addr` was set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub db: sea_orm::DatabaseConnection,
     pub settings: Settings,
     pub dir: PathBuf,
@@ -116,7 +121,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn start(settings: Settings) -> TestApp {
     let application = medvision::build(settings.clone()).await.expect("build app");
     let url = application.url.clone();
+    let addr = application.addr;
     let dicom_port = application.dicom.as_ref().map(|d| d.port);
+    let metrics_addr = application.metrics_addr;
     let db = application.state.db.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -129,7 +136,9 @@ pub async fn start(settings: Settings) -> TestApp {
     });
     TestApp {
         url,
+        addr,
         dicom_port,
+        metrics_addr,
         db,
         dir: settings.data_dir.clone(),
         settings,

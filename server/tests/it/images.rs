@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 /// pydicom's test corpus, fetched by scripts/fixtures.sh.
-fn corpus() -> Option<PathBuf> {
+pub fn corpus() -> Option<PathBuf> {
     let base = std::env::var("MEDVISION_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
@@ -28,11 +28,11 @@ fn corpus() -> Option<PathBuf> {
     }
 }
 
-fn part(name: &str, bytes: Vec<u8>) -> Part {
+pub fn part(name: &str, bytes: Vec<u8>) -> Part {
     Part::bytes(bytes).file_name(name.to_owned())
 }
 
-async fn upload(api: &crate::helpers::Api, case: &str, parts: Vec<Part>) -> reqwest::Response {
+pub async fn upload(api: &crate::helpers::Api, case: &str, parts: Vec<Part>) -> reqwest::Response {
     let mut form = Form::new();
     for p in parts {
         form = form.part("file", p);

@@ -335,7 +335,7 @@ async fn health_readiness_and_openapi(b: Backend) {
     let api = Api::new(&app.url);
     assert_eq!(api.get("/healthz").await.text().await.unwrap(), "ok");
     let ready: Value = api.get("/readyz").await.json().await.unwrap();
-    assert_eq!(ready["database"], "ok");
+    assert_eq!(ready["checks"]["database"]["status"], "ok");
     let doc: Value = api.get("/api/v1/openapi.json").await.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for p in [
