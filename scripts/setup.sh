@@ -73,6 +73,12 @@ if [ "${1:-}" = "--test" ]; then
     python3 -m venv "$FHIR_VENV"
     "$FHIR_VENV/bin/pip" install --quiet "fhir.resources==6.1.0" "pydantic==1.10.27"
   fi
+  # cargo-deny: licences, bans and sources of every dependency (0.20 is
+  # the newest release; it builds on rustc 1.95).
+  if [ "$(cargo deny --version 2>/dev/null | awk '{print $2}')" != "0.20.2" ]; then
+    log "installing cargo-deny 0.20.2 (about 10 minutes, once)"
+    cargo install cargo-deny@0.20.2 --locked
+  fi
   if [ ! -d end2end/node_modules/@playwright/test ]; then
     log "installing Playwright (test runner only; it drives Debian's chromium)"
     (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)

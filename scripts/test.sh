@@ -18,6 +18,20 @@ cargo clippy "${SERVER_PKGS[@]}" --all-targets -- -D warnings
 log "clippy, browser side (hydrate, wasm32)"
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
+log "deployment files (Dockerfiles, compose, Kubernetes, nginx)"
+"$ROOT/scripts/check-deploy.sh"
+
+log "dependencies: cargo deny (licences, bans, sources; advisories when reachable)"
+cargo deny --log-level error check licenses bans sources
+# The RustSec advisory database is a git repository on GitHub; where it
+# cannot be fetched (this project's CI reaches only the package registries)
+# the check says so instead of passing silently.
+if cargo deny --log-level error fetch db >/dev/null 2>&1; then
+  cargo deny --log-level error check advisories
+else
+  echo "*** SKIPPED advisories: the RustSec database (github.com/rustsec/advisory-db) cannot be fetched from here ***"
+fi
+
 log "the wasm build contains no server crate"
 for crate in sea-orm sqlx tokio axum argon2 tower-sessions; do
   if cargo tree -p frontend --target wasm32-unknown-unknown -e normal -i "$crate" 2>/dev/null | grep -q "^$crate v"; then
