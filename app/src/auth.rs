@@ -63,6 +63,7 @@ pub mod ssr {
 
     pub const SESSION_USER: &str = "uid";
     pub const SESSION_LOGIN_AT: &str = "login_at";
+    pub const SESSION_STAMP: &str = "pw_stamp";
     pub const SESSION_CSRF: &str = "csrf";
     pub const TOKEN_PREFIX: &str = "mv_";
 
@@ -147,6 +148,49 @@ pub mod ssr {
             Some((u, Some(org))) if u.enabled => actor_from(u, org, false).map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// The session's user with the stamp of their current password: a
+    /// session started under another password (changed since, here or by an
+    /// administrator) is no longer valid.
+    pub async fn actor_for_session(
+        db: &DatabaseConnection,
+        id: Uuid,
+    ) -> Result<Option<(Actor, String)>, AppError> {
+        let found = user::Entity::find_by_id(id)
+            .find_also_related(organization::Entity)
+            .one(db)
+            .await?;
+        match found {
+            Some((u, Some(org))) if u.enabled => {
+                let stamp = password_stamp(&u.password_hash);
+                actor_from(u, org, false).map(|a| Some((a, stamp)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A short digest of the stored password hash, kept in the session.
+    pub fn password_stamp(password_hash: &str) -> String {
+        hex::encode(&Sha256::digest(password_hash.as_bytes())[..8])
+    }
+
+    /// Stores the user's current password stamp in the session (at sign-in,
+    /// and after the user changed their own password, so that session
+    /// stays while every other one ends).
+    pub async fn stamp_session(
+        db: &DatabaseConnection,
+        session: &Session,
+        user_id: Uuid,
+    ) -> Result<(), AppError> {
+        let u = user::Entity::find_by_id(user_id)
+            .one(db)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        session
+            .insert(SESSION_STAMP, password_stamp(&u.password_hash))
+            .await?;
+        Ok(())
     }
 
     pub fn token_hash(token: &str) -> String {
@@ -283,13 +327,17 @@ pub mod ssr {
     }
 
     /// Puts the user in the session under a fresh session id (no fixation).
-    pub async fn start_session(session: &Session, actor: &Actor) -> Result<(), AppError> {
+    pub async fn start_session(
+        db: &DatabaseConnection,
+        session: &Session,
+        actor: &Actor,
+    ) -> Result<(), AppError> {
         session.cycle_id().await?;
         session.insert(SESSION_USER, actor.user_id).await?;
         session
             .insert(SESSION_LOGIN_AT, chrono::Utc::now().timestamp())
             .await?;
-        Ok(())
+        stamp_session(db, session, actor.user_id).await
     }
 
     pub async fn end_session(
@@ -562,7 +610,7 @@ pub async fn login(email: String, password: String) -> Result<bool, AppError> {
                 .and_then(|p| p.extensions.get::<tower_sessions::Session>().cloned())
                 .ok_or(AppError::Internal)?;
             let actor = ssr::authenticate(&state, &email, &password, client_ip()).await?;
-            ssr::start_session(&session, &actor).await?;
+            ssr::start_session(&state.db, &session, &actor).await?;
             leptos_axum::redirect(if actor.must_change_password {
                 "/profile"
             } else {
@@ -585,6 +633,9 @@ pub async fn register(
     fail(
         async {
             let state = state()?;
+            // Spends one of the address's sign-in attempts: registration
+            // hashes a password too, and must not be a free oracle.
+            state.auth.check_address(crate::ssr::client_ip())?;
             ssr::register(&state.db, &email, &name, &password, &org).await?;
             Ok(())
         }
@@ -602,7 +653,16 @@ pub async fn change_password(
     fail(
         async {
             let actor = require_user_any()?;
-            ssr::change_password(&state()?, &actor, &current, &password).await
+            let state = state()?;
+            ssr::change_password(&state, &actor, &current, &password).await?;
+            // This session stays signed in; every other one of the user's
+            // sessions ends at its next request.
+            if let Some(session) = use_context::<http::request::Parts>()
+                .and_then(|p| p.extensions.get::<tower_sessions::Session>().cloned())
+            {
+                ssr::stamp_session(&state.db, &session, actor.user_id).await?;
+            }
+            Ok(())
         }
         .await,
     )

@@ -144,6 +144,17 @@ impl AuthPolicy {
             .map_err(|_| AppError::RateLimited)
     }
 
+    /// Spends one attempt of this address (registration).
+    pub fn check_address(&self, ip: Option<IpAddr>) -> Result<(), AppError> {
+        match ip {
+            Some(ip) => self
+                .per_ip
+                .check_key(&ip)
+                .map_err(|_| AppError::RateLimited),
+            None => Ok(()),
+        }
+    }
+
     /// Forgets old limiter keys so memory stays bounded.
     pub fn retain_recent(&self) {
         self.per_account.retain_recent();

@@ -137,7 +137,7 @@ async fn login(
     ApiJson(input): ApiJson<LoginInput>,
 ) -> Result<Json<SessionOut>, AppError> {
     let actor = auth::authenticate(&state, &input.email, &input.password, ip.0).await?;
-    auth::start_session(&session, &actor).await?;
+    auth::start_session(&state.db, &session, &actor).await?;
     Ok(Json(SessionOut {
         user: user_dto(&actor),
         csrf_token: csrf_for(&session).await?,

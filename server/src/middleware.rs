@@ -2,7 +2,7 @@
 //! response headers every page carries.
 
 use app::auth::ssr::{
-    actor_for_token, actor_for_user, SESSION_CSRF, SESSION_LOGIN_AT, SESSION_USER,
+    actor_for_session, actor_for_token, SESSION_CSRF, SESSION_LOGIN_AT, SESSION_STAMP, SESSION_USER,
 };
 use app::error::AppError;
 use app::ssr::{random_token, Actor, AppState, ClientIp, CsrfToken};
@@ -121,10 +121,12 @@ async fn session_actor(state: &AppState, session: &Session) -> Result<Option<Act
         session.flush().await?;
         return Ok(None);
     }
-    match actor_for_user(&state.db, uid).await? {
-        Some(a) => Ok(Some(a)),
-        None => {
-            // Disabled or deleted since sign-in: the session ends now.
+    let stamp = session.get::<String>(SESSION_STAMP).await?;
+    match actor_for_session(&state.db, uid).await? {
+        Some((a, current)) if stamp.as_deref() == Some(current.as_str()) => Ok(Some(a)),
+        _ => {
+            // Disabled or deleted since sign-in, or the password changed
+            // (here or by an administrator): the session ends now.
             session.flush().await?;
             Ok(None)
         }

@@ -369,7 +369,87 @@ async fn sign_in_is_throttled_per_address_across_accounts(b: Backend) {
     app.stop().await;
 }
 
+/// A new password ends every other session of the user at its next
+/// request (a stolen session cookie dies with the old password); the
+/// session that changed it stays.
+async fn a_password_change_ends_the_users_other_sessions(b: Backend) {
+    let app = spawn_app(b).await;
+    app.org("Org alpha").await;
+    app.user("doc@alpha.example", "doctor", "Org alpha").await;
+    let here = app.login("doc@alpha.example").await;
+    let elsewhere = app.login("doc@alpha.example").await;
+    assert_eq!(elsewhere.get("/api/v1/me").await.status(), StatusCode::OK);
+    let r = here
+        .post_form(
+            "/sfn/change_password",
+            &[
+                ("current", PASSWORD),
+                ("password", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    assert_eq!(here.get("/api/v1/me").await.status(), StatusCode::OK);
+    let r = elsewhere.get("/api/v1/me").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // And it stays ended (the session was removed, not just refused once).
+    assert_eq!(
+        elsewhere.get("/api/v1/cases").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = Api::new(&app.url)
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({ "email": "doc@alpha.example", "password": "a brand new passphrase" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Registration spends the address's sign-in attempts: it hashes a
+/// password and answers whether an organisation exists, so it must not be
+/// free to repeat.
+async fn registration_is_throttled_per_address(b: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let settings = medvision::settings::Settings {
+        login_per_ip_per_minute: 3,
+        ..settings_for(&b, tmp.path())
+    };
+    let app = start(settings).await;
+    app.org("Org alpha").await;
+    let api = Api::new(&app.url);
+    let register = |i: usize| {
+        let api = api.clone();
+        async move {
+            api.post_form(
+                "/sfn/register",
+                &[
+                    ("email", &format!("new{i}@alpha.example")),
+                    ("name", "New Doctor"),
+                    ("password", "a long enough passphrase"),
+                    ("org", "Org alpha"),
+                ],
+            )
+            .await
+        }
+    };
+    for i in 0..3 {
+        let r = register(i).await;
+        assert_eq!(r.status(), StatusCode::OK, "registration {i}");
+    }
+    let r = register(3).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        count(&app.db, "users").await,
+        3,
+        "the refused registration created nothing"
+    );
+    app.stop().await;
+}
+
 on_both!(
+    a_password_change_ends_the_users_other_sessions,
+    registration_is_throttled_per_address,
     sessions_expire_when_idle_and_after_their_absolute_lifetime,
     sign_in_is_throttled_per_address_across_accounts,
     signup_approval_signin_case_flow,
