@@ -45,6 +45,10 @@ pub enum AppError {
     PasswordChangeRequired,
     #[error("Something went wrong on the server. The error has been logged.")]
     Internal,
+    /// A service the request needs is down for now (the image store):
+    /// nothing was changed, and trying again later is the right answer.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("Could not reach the server: {0}")]
     Transport(String),
 }
@@ -78,6 +82,7 @@ impl AppError {
             AppError::Csrf => "csrf",
             AppError::PasswordChangeRequired => "password_change_required",
             AppError::Internal => "internal",
+            AppError::Unavailable(_) => "unavailable",
             AppError::Transport(_) => "transport",
         }
     }
@@ -95,6 +100,7 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited => S::TOO_MANY_REQUESTS,
             AppError::Internal => S::INTERNAL_SERVER_ERROR,
+            AppError::Unavailable(_) => S::SERVICE_UNAVAILABLE,
             AppError::Transport(_) => S::BAD_GATEWAY,
         }
     }
@@ -174,6 +180,7 @@ impl From<WireError> for AppError {
             "csrf" => AppError::Csrf,
             "password_change_required" => AppError::PasswordChangeRequired,
             "transport" => AppError::Transport(w.message),
+            "unavailable" => AppError::Unavailable(w.message),
             _ => AppError::Internal,
         }
     }

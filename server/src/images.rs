@@ -84,9 +84,15 @@ fn internal(what: &'static str) -> impl FnOnce(std::io::Error) -> AppError {
     }
 }
 
+/// The store failing is an outage, not a bug in the request: 503 with a
+/// sentence the uploader can act on (nothing of the upload is recorded:
+/// files are stored before the database transaction that records them).
 fn storage(e: BlobError) -> AppError {
     tracing::error!(error = %e, "blob store failed");
-    AppError::Internal
+    AppError::Unavailable(
+        "The image store is not accepting files right now; nothing was added to the case. Try again in a minute."
+            .into(),
+    )
 }
 
 fn bad_multipart(e: MultipartError) -> AppError {

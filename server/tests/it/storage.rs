@@ -239,3 +239,52 @@ async fn backup_restores_into_a_fresh_data_dir_with_everything(b: Backend) {
         "the audit chain verifies after the restore"
     );
 }
+
+/// The image store refusing writes is an outage: the upload answers 503
+/// with a sentence to act on, records nothing, and works again after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_while_the_store_refuses_writes_is_503_and_records_nothing() {
+    let Some(dir) = corpus() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = settings_for(&Backend::Sqlite, tmp.path());
+    s.embedded_workers = false;
+    let app = start(s).await;
+    seed(&app).await;
+    let doc = app.login("doctor@alpha.example").await;
+    let case = doc.create_case("STORE-DOWN").await;
+    let id = case["id"].as_str().unwrap();
+    let org: uuid::Uuid = {
+        use sea_orm::EntityTrait;
+        entity::case::Entity::find_by_id(id.parse::<uuid::Uuid>().unwrap())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap()
+            .org_id
+    };
+    // A file where the organisation's folder goes: refused even to root.
+    let orgs = app.settings.data_dir.join("blobs").join("orgs");
+    std::fs::create_dir_all(&orgs).unwrap();
+    let blocker = orgs.join(org.to_string());
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let ct = std::fs::read(dir.join("CT_small.dcm")).unwrap();
+    let r = upload(&doc, id, vec![part("CT_small.dcm", ct.clone())]).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nothing was added"));
+    assert!(
+        !body.to_string().contains("orgs/"),
+        "no paths in the answer"
+    );
+    assert_eq!(crate::helpers::count(&app.db, "instances").await, 0);
+    assert_eq!(crate::helpers::count(&app.db, "studies").await, 0);
+
+    std::fs::remove_file(&blocker).unwrap();
+    let r = upload(&doc, id, vec![part("CT_small.dcm", ct)]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(crate::helpers::count(&app.db, "instances").await, 1);
+}
