@@ -509,11 +509,11 @@ pub fn ImagesPanel(case_id: Uuid, #[prop(into)] can_upload: Signal<bool>) -> imp
     view! {
         <section class="card">
             <h2>"Images"</h2>
-            <Transition fallback=|| ()>
-                <Show when=move || can_upload.get()>
-                    <Uploader case_id on_done=move || uploads.update(|n| *n += 1)/>
-                </Show>
-            </Transition>
+            // Hidden, not removed, on a closed case: an attribute changes no
+            // structure, so the page hydrates the same either way.
+            <div class="uploader" hidden=move || !can_upload.get()>
+                <Uploader case_id on_done=move || uploads.update(|n| *n += 1)/>
+            </div>
             <Transition fallback=|| view! { <p>"Loading images…"</p> }>
                 {move || studies.get().map(|r| match r {
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
