@@ -216,10 +216,20 @@ impl FromServerFnError for AppError {
 mod ssr {
     use super::AppError;
 
+    const DB_DOWN: &str =
+        "The database is not answering right now; nothing was changed. Try again in a moment.";
+
     impl From<sea_orm::DbErr> for AppError {
         fn from(e: sea_orm::DbErr) -> Self {
             tracing::error!(error = %e, "database error");
-            AppError::Internal
+            match e {
+                // Not a bug in the request: the database restarting or out
+                // of connections. 503 tells clients (and proxies) to retry.
+                sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_) => {
+                    AppError::Unavailable(DB_DOWN.into())
+                }
+                _ => AppError::Internal,
+            }
         }
     }
 
@@ -234,8 +244,10 @@ mod ssr {
 
     impl From<tower_sessions::session::Error> for AppError {
         fn from(e: tower_sessions::session::Error) -> Self {
+            // Sessions live in the database: its failing (a restart, lost
+            // connections) is an outage to retry, not a server bug.
             tracing::error!(error = %e, "session store error");
-            AppError::Internal
+            AppError::Unavailable(DB_DOWN.into())
         }
     }
 

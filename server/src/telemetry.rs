@@ -287,6 +287,27 @@ pub async fn readyz(
         .await;
         degraded |= models.is_err();
         checks.insert("models".into(), check("models", models, ms));
+        // The drafting endpoint, as this process's breaker sees it: open
+        // after repeated failures (drafts fall back to the built-in writer).
+        let (llm, ms) = timed(async {
+            if p.drafter.llm().is_none() {
+                return Ok(Some(
+                    "not configured: the built-in writer drafts".to_owned(),
+                ));
+            }
+            match p.llm_breaker.state() {
+                BreakerState::Closed => Ok(None),
+                BreakerState::HalfOpen => {
+                    Err("failing: one trial request allowed; drafts use the built-in writer".into())
+                }
+                BreakerState::Open => Err(
+                    "failing: paused after repeated errors; drafts use the built-in writer".into(),
+                ),
+            }
+        })
+        .await;
+        degraded |= llm.is_err();
+        checks.insert("llm".into(), check("llm", llm, ms));
     }
     let (code, status) = match (db_ok, degraded) {
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -4,7 +4,7 @@
 //! half-opens the LLM drafts again. The endpoint is a stand-in speaking the
 //! chat-completions wire format; the test asserts what the server sent.
 
-use crate::helpers::{settings_for, start, Backend};
+use crate::helpers::{settings_for, start, Api, Backend};
 use crate::on_both;
 use crate::pipeline::{ct_study, tiny_ct_pack};
 use axum::extract::State;
@@ -187,6 +187,14 @@ async fn llm_outage_opens_the_breaker_then_recovers(backend: Backend) {
         page.contains("circuit breaker open"),
         "the case page says why"
     );
+    let ready: Value = Api::new(&app.url)
+        .get("/readyz")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["checks"]["llm"]["status"], "failing", "{ready}");
 
     // 4. After the open period one trial goes out, succeeds, and the LLM
     //    drafts again (report and explanation).
@@ -208,6 +216,13 @@ async fn llm_outage_opens_the_breaker_then_recovers(backend: Backend) {
     assert_eq!(requests(), 4);
     let r5 = analyse_one(&api, id, &dir, 5).await;
     assert_eq!(r5["writer"], "llm", "closed again: {r5}");
+    let ready: Value = Api::new(&app.url)
+        .get("/readyz")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["llm"]["status"], "ok", "recovered: {ready}");
     assert_eq!(requests(), 6);
 
     // What the server sent: the configured model and key, the case's
