@@ -129,8 +129,11 @@ pub async fn serve(addr: SocketAddr, scrape: Scrape) -> std::io::Result<SocketAd
     let app = Router::new()
         .route("/metrics", get(render))
         .with_state(scrape);
+    // The same accept loop as the public listener, with its header timeout:
+    // a scraper that stalls must not hold connections open.
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let forever = std::future::pending::<()>();
+        if let Err(e) = crate::serve::serve(listener, app, Duration::from_secs(10), forever).await {
             tracing::error!(error = %e, "metrics listener stopped");
         }
     });
