@@ -18,7 +18,6 @@ use crate::settings::Settings;
 use anyhow::{bail, Context};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -84,21 +83,12 @@ async fn counts(db: &impl ConnectionTrait) -> anyhow::Result<BTreeMap<String, i6
     Ok(out)
 }
 
+/// A file's sha256 (the model packs' hasher, streaming) and size.
 fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
+    Ok((
+        inference::pack::sha256_file(path)?,
+        std::fs::metadata(path)?.len(),
+    ))
 }
 
 fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> anyhow::Result<()> {

@@ -145,27 +145,9 @@ impl Sealer {
         let mut rng = rand::rngs::OsRng;
         let mut dek = [0u8; 32];
         rng.fill_bytes(&mut dek);
-        let mut wnonce = [0u8; 12];
-        rng.fill_bytes(&mut wnonce);
         let mut prefix = [0u8; PREFIX];
         rng.fill_bytes(&mut prefix);
-        let wrapped = keys
-            .current
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&wnonce),
-                Payload {
-                    msg: &dek,
-                    aad: &wrap_aad(&keys.current.id, object),
-                },
-            )
-            .map_err(|_| SealError::Corrupt)?;
-        let mut header = Vec::with_capacity(HEADER);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&keys.current.id);
-        header.extend_from_slice(&wnonce);
-        header.extend_from_slice(&wrapped);
-        header.extend_from_slice(&prefix);
+        let header = header(keys, object, &dek, &prefix)?;
         Ok(Self {
             data: Aes256Gcm::new(&dek.into()),
             prefix,
@@ -224,8 +206,33 @@ pub fn seal(keys: &Keys, object: &str, plain: &[u8]) -> Result<Vec<u8>, SealErro
     Ok(out)
 }
 
-/// Unwraps an object's data key.
-fn data_key(keys: &Keys, object: &str, sealed: &[u8]) -> Result<Aes256Gcm, SealError> {
+/// An object's header: the data key wrapped by the current key (fresh
+/// wrap nonce), then the body's nonce prefix.
+fn header(keys: &Keys, object: &str, dek: &[u8; 32], prefix: &[u8]) -> Result<Vec<u8>, SealError> {
+    let mut wnonce = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut wnonce);
+    let wrapped = keys
+        .current
+        .cipher
+        .encrypt(
+            Nonce::from_slice(&wnonce),
+            Payload {
+                msg: dek,
+                aad: &wrap_aad(&keys.current.id, object),
+            },
+        )
+        .map_err(|_| SealError::Corrupt)?;
+    let mut h = Vec::with_capacity(HEADER);
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&keys.current.id);
+    h.extend_from_slice(&wnonce);
+    h.extend_from_slice(&wrapped);
+    h.extend_from_slice(prefix);
+    Ok(h)
+}
+
+/// Unwraps an object's data key with whichever configured key wrapped it.
+fn unwrap_dek(keys: &Keys, object: &str, sealed: &[u8]) -> Result<[u8; 32], SealError> {
     if !is_sealed(sealed) {
         return Err(SealError::Corrupt);
     }
@@ -243,13 +250,12 @@ fn data_key(keys: &Keys, object: &str, sealed: &[u8]) -> Result<Aes256Gcm, SealE
             },
         )
         .map_err(|_| SealError::Corrupt)?;
-    let dek: [u8; 32] = dek.try_into().map_err(|_| SealError::Corrupt)?;
-    Ok(Aes256Gcm::new(&dek.into()))
+    dek.try_into().map_err(|_| SealError::Corrupt)
 }
 
 /// Decrypts a sealed object.
 pub fn open(keys: &Keys, object: &str, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-    let data = data_key(keys, object, sealed)?;
+    let data = Aes256Gcm::new(&unwrap_dek(keys, object, sealed)?.into());
     let prefix = &sealed[HEADER - PREFIX..HEADER];
     let body = &sealed[HEADER..];
     let mut out = Vec::with_capacity(body.len());
@@ -278,45 +284,12 @@ pub fn open(keys: &Keys, object: &str, sealed: &[u8]) -> Result<Vec<u8>, SealErr
 /// The same object with its data key wrapped by the current KEK: only the
 /// header changes. `None` when it already is.
 pub fn rewrap(keys: &Keys, object: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>, SealError> {
-    if !is_sealed(sealed) {
-        return Err(SealError::Corrupt);
-    }
-    if sealed[8..16] == keys.current.id {
+    if is_sealed(sealed) && sealed[8..16] == keys.current.id {
         return Ok(None);
     }
-    let id = &sealed[8..16];
-    let kek = keys
-        .find(id)
-        .ok_or_else(|| SealError::UnknownKey(hex::encode(id)))?;
-    let dek = kek
-        .cipher
-        .decrypt(
-            Nonce::from_slice(&sealed[16..28]),
-            Payload {
-                msg: &sealed[28..28 + 32 + TAG],
-                aad: &wrap_aad(id, object),
-            },
-        )
-        .map_err(|_| SealError::Corrupt)?;
-    let mut wnonce = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut wnonce);
-    let wrapped = keys
-        .current
-        .cipher
-        .encrypt(
-            Nonce::from_slice(&wnonce),
-            Payload {
-                msg: &dek,
-                aad: &wrap_aad(&keys.current.id, object),
-            },
-        )
-        .map_err(|_| SealError::Corrupt)?;
-    let mut out = Vec::with_capacity(sealed.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&keys.current.id);
-    out.extend_from_slice(&wnonce);
-    out.extend_from_slice(&wrapped);
-    out.extend_from_slice(&sealed[HEADER - PREFIX..]);
+    let dek = unwrap_dek(keys, object, sealed)?;
+    let mut out = header(keys, object, &dek, &sealed[HEADER - PREFIX..HEADER])?;
+    out.extend_from_slice(&sealed[HEADER..]);
     Ok(Some(out))
 }
 

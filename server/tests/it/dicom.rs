@@ -203,27 +203,12 @@ async fn received_over_dicom_becomes_an_analysed_case(backend: Backend) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Nothing is left in the spool.
     let spool = app.settings.data_dir.join("spool/dicom");
-    let left: Vec<_> = walk(&spool)
+    let left: Vec<_> = crate::helpers::files_under(&spool)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
     app.stop().await;
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 fn free_port() -> u16 {

@@ -295,6 +295,33 @@ impl Api {
     }
 }
 
+/// Every file under a folder, recursively (none when it does not exist).
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The organisation a case belongs to.
+pub async fn case_org(db: &sea_orm::DatabaseConnection, case_id: &str) -> uuid::Uuid {
+    use sea_orm::EntityTrait;
+    entity::case::Entity::find_by_id(case_id.parse::<uuid::Uuid>().unwrap())
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .org_id
+}
+
 /// Counts rows of a table, to prove a refused request changed nothing.
 pub async fn count(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
     use sea_orm::{ConnectionTrait, Statement};

@@ -239,7 +239,7 @@ async fn bad_uploads_change_nothing(backend: Backend) {
         assert_eq!(count(&app.db, t).await, 0, "{t}");
     }
     let blobs = app.settings.data_dir.join("blobs");
-    let stored = walk(&blobs);
+    let stored = crate::helpers::files_under(&blobs);
     assert!(stored.is_empty(), "nothing stored: {stored:?}");
 }
 
@@ -256,21 +256,6 @@ async fn oversized_upload_is_refused(backend: Backend) {
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(r).await, "too_large");
     assert_eq!(count(&app.db, "instances").await, 0);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 on_both!(

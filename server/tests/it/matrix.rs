@@ -49,22 +49,18 @@ const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/logout"),
 ];
 
-fn rs_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rs_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
+/// The Rust sources under a folder.
+fn rs_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect()
 }
 
 /// (method, full path) of every route in the server's source.
 fn routes() -> BTreeSet<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    rs_files(&root.join("src"), &mut files);
+    let files = rs_files(&root.join("src"));
     let mut out = BTreeSet::new();
     for f in files {
         let rel = f.strip_prefix(root).unwrap().to_string_lossy().to_string();
@@ -114,8 +110,7 @@ fn routes() -> BTreeSet<(String, String)> {
 /// Every server function's endpoint, from the `#[server]` attributes.
 fn server_functions() -> BTreeSet<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../app/src");
-    let mut files = Vec::new();
-    rs_files(&root, &mut files);
+    let files = rs_files(&root);
     let mut out = BTreeSet::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
@@ -438,8 +433,7 @@ fn sfn_args(ids: &Ids) -> Vec<SfnRow> {
 /// Server functions that read with GET (the `GetUrl` codec).
 fn sfn_is_get(endpoint: &str) -> bool {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../app/src");
-    let mut files = Vec::new();
-    rs_files(&root, &mut files);
+    let files = rs_files(&root);
     files.iter().any(|f| {
         let text = std::fs::read_to_string(f).unwrap();
         text.split("#[server(").skip(1).any(|attr| {

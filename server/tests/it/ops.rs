@@ -69,15 +69,7 @@ async fn metrics_count_requests_by_route_and_read_the_queue(b: Backend) {
         .unwrap()
         .contains("medvision_http_requests_total"));
 
-    let org: uuid::Uuid = {
-        use sea_orm::EntityTrait;
-        entity::case::Entity::find_by_id(id.parse::<uuid::Uuid>().unwrap())
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap()
-            .org_id
-    };
+    let org = crate::helpers::case_org(&app.db, id).await;
     for _ in 0..2 {
         app::pipeline::ssr::insert_job(&app.db, org, id.parse().unwrap(), None, None, "noop", 3)
             .await
@@ -95,6 +87,8 @@ async fn metrics_count_requests_by_route_and_read_the_queue(b: Backend) {
         ],
     );
     assert_eq!(by_route, Some(3.0), "{text}");
+    // The latency histogram has one observation per request (a count, not
+    // a time: speed is measured in bench/).
     assert!(
         sample(
             &text,

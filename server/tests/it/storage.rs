@@ -2,32 +2,17 @@
 //! app, key rotation by re-wrapping), and backup and restore into a fresh
 //! data directory and database.
 
-use crate::helpers::{settings_for, start, Backend, TestApp};
+use crate::helpers::{case_org, files_under, settings_for, start, Backend, TestApp};
 use crate::images::{corpus, part, upload};
 use crate::on_both;
 use medvision::blobs::Blobs;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const K1: &str = "4d2f9a0c1b3e5d7f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
 const K2: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
 
 /// A signed-in doctor's case with CT_small uploaded; the instance id.
 async fn case_with_image(app: &TestApp, dir: &Path) -> (crate::helpers::Api, String, String) {
@@ -77,7 +62,7 @@ async fn blobs_are_sealed_on_disk_and_keys_rotate_by_rewrapping() {
     let (doc, _case, iid) = case_with_image(&app, &dir).await;
     assert_eq!(render(&doc, &iid).await.status(), StatusCode::OK);
 
-    let stored = files(&app.settings.data_dir.join("blobs"));
+    let stored = files_under(&app.settings.data_dir.join("blobs"));
     assert!(!stored.is_empty());
     for f in &stored {
         let b = std::fs::read(f).unwrap();
@@ -137,7 +122,7 @@ async fn turning_encryption_on_seals_what_was_stored_before() {
     seed(&app).await;
     let (_doc, _case, iid) = case_with_image(&app, &dir).await;
     let (mut s, _) = app.stop().await;
-    let plain = files(&s.data_dir.join("blobs"));
+    let plain = files_under(&s.data_dir.join("blobs"));
     assert!(plain
         .iter()
         .all(|f| !std::fs::read(f).unwrap().starts_with(b"MVBLOBE1")));
@@ -145,7 +130,7 @@ async fn turning_encryption_on_seals_what_was_stored_before() {
     s.encryption_key = Some(SecretString::from(K1.to_owned()));
     let r = Blobs::from_settings(&s).unwrap().rewrap().await.unwrap();
     assert_eq!(r.sealed, plain.len());
-    for f in files(&s.data_dir.join("blobs")) {
+    for f in files_under(&s.data_dir.join("blobs")) {
         assert!(std::fs::read(&f).unwrap().starts_with(b"MVBLOBE1"));
     }
     let _ = std::fs::remove_dir_all(s.data_dir.join("cache"));
@@ -253,15 +238,7 @@ async fn an_upload_while_the_store_refuses_writes_is_503_and_records_nothing() {
     let doc = app.login("doctor@alpha.example").await;
     let case = doc.create_case("STORE-DOWN").await;
     let id = case["id"].as_str().unwrap();
-    let org: uuid::Uuid = {
-        use sea_orm::EntityTrait;
-        entity::case::Entity::find_by_id(id.parse::<uuid::Uuid>().unwrap())
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap()
-            .org_id
-    };
+    let org = case_org(&app.db, id).await;
     // A file where the organisation's folder goes: refused even to root.
     let orgs = app.settings.data_dir.join("blobs").join("orgs");
     std::fs::create_dir_all(&orgs).unwrap();
